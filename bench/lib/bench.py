@@ -1,0 +1,434 @@
+#!/usr/bin/python3
+"""Helpers for scripts/bench that are awkward in bash (stdlib only).
+
+  bench.py free-port
+  bench.py wait-ready --port P --pid PID [--timeout S] [--body TEXT]
+  bench.py run --out FILE --timeout S -- CMD...   (prints the child's CPU seconds)
+  bench.py http-report --runs FILE --out FILE.json
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+
+def cmd_free_port(_args):
+    # Bind-to-0 and release: racy in theory, but only loopback benchmarks
+    # use these ports, and the server reports a bind error if it loses.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def _pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def cmd_wait_ready(args):
+    """Wait until the server accepts connections, then check that GET / gives
+    the expected body twice on one connection (i.e. keep-alive works)."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        if args.pid and not _pid_alive(args.pid):
+            print(f"server process {args.pid} exited before accepting connections", file=sys.stderr)
+            return 3
+        try:
+            socket.create_connection(("127.0.0.1", args.port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"nothing accepted connections on 127.0.0.1:{args.port} within {args.timeout}s",
+                      file=sys.stderr)
+                return 4
+            time.sleep(0.05)
+
+    want = args.body.encode()
+    conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=5)
+    try:
+        for i in range(2):
+            try:
+                conn.request("GET", args.path)
+                resp = conn.getresponse()
+                body = resp.read()
+            except (OSError, http.client.HTTPException) as e:
+                if i == 0:
+                    print(f"GET {args.path} failed: {e!r}", file=sys.stderr)
+                    return 5
+                # Still benchmarkable (wrk reconnects) but the numbers would
+                # measure connection setup, so say so loudly.
+                print(f"WARNING: second request on the same connection failed ({e!r}); "
+                      "keep-alive looks broken", file=sys.stderr)
+                return 0
+            if resp.status != 200 or body != want:
+                print(f"GET {args.path}: expected 200 {want!r}, got {resp.status} {body[:80]!r}",
+                      file=sys.stderr)
+                return 5
+            if i == 0 and (resp.getheader("Connection") or "").lower() == "close":
+                print("WARNING: server answered 'Connection: close'; keep-alive looks broken",
+                      file=sys.stderr)
+                return 0
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_run(args):
+    """Run the load generator with a hard time limit and report its own CPU
+    time (from wait4's rusage), so a client-bound run can be flagged."""
+    cmd = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    with open(args.out, "w") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+    timer = threading.Timer(args.timeout, p.send_signal, (signal.SIGKILL,))
+    timer.start()
+    # Take wrk down with us if the harness is told to stop.
+    signal.signal(signal.SIGTERM, lambda *_: p.send_signal(signal.SIGKILL))
+    try:
+        _, status, ru = os.wait4(p.pid, 0)
+    finally:
+        timer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    print(f"{ru.ru_utime + ru.ru_stime:.3f}")
+    return p.returncode if p.returncode >= 0 else 128 - p.returncode
+
+
+# ------------------------------------------------------------------ wrk parsing
+
+_UNITS_US = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def _dur_us(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    return float(m.group(1)) * _UNITS_US[m.group(2)] if m else None
+
+
+def parse_wrk(text):
+    out = {"requests": None, "seconds": None, "rps": None, "p50_us": None, "p90_us": None,
+           "p99_us": None, "latency_avg_us": None, "socket_errors": {}, "non_2xx_3xx": 0}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+)", text, re.M)
+    if m:
+        out["requests"] = int(m.group(1))
+        out["seconds"] = _dur_us(m.group(2)) / 1e6 if _dur_us(m.group(2)) else None
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    if m:
+        out["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_us"), ("90", "p90_us"), ("99", "p99_us")):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+\w+)", text, re.M)
+        if m:
+            out[key] = _dur_us(m.group(1))
+    m = re.search(r"^\s+Latency\s+([\d.]+\w+)", text, re.M)
+    if m:
+        out["latency_avg_us"] = _dur_us(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
+                                        map(int, m.groups())))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["non_2xx_3xx"] = int(m.group(1))
+    # wrk prints 0.00us for percentiles it failed to find; never report those.
+    for key in ("p50_us", "p90_us", "p99_us"):
+        if not out[key]:
+            out[key] = None
+    out["latency_source"] = "wrk --latency"
+    # Pipelined runs: wrk's own percentiles are broken (see bench/http/pipeline.lua),
+    # which prints corrected per-batch figures instead.
+    m = re.search(r"^pipeline-latency: (.*)$", text, re.M)
+    if m:
+        kv = dict(f.split("=", 1) for f in m.group(1).split())
+        if "error" in kv:
+            out["latency_note"] = f"pipeline.lua could not rebuild latencies: {kv['error']}"
+        else:
+            for key in ("p50_us", "p90_us", "p99_us"):
+                out[key] = float(kv[key])
+                out["raw_" + key] = float(kv["raw_" + key])
+            out["latency_avg_us"] = float(kv["mean_us"])
+            out["raw_latency_avg_us"] = float(kv["raw_mean_us"])
+            out["batches"] = int(kv["batches"])
+            out["latency_source"] = (f"bench/http/pipeline.lua: per batch of {kv['depth']} requests, "
+                                     "wrk's correction redone with the per-batch interval")
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+LABEL = {"moonwire": "moonwire", "nginx": "nginx+Lua", "node": "Node http"}
+MODES = ("unpipelined", "pipelined")
+
+
+def _fmt_us(us):
+    if us is None:
+        return "-"
+    if us >= 1e6:
+        return f"{us / 1e6:.2f}s"
+    if us >= 1e3:
+        return f"{us / 1e3:.2f}ms"
+    return f"{us:.0f}us"
+
+
+def _num(x, fmt):
+    return "-" if x is None else format(x, fmt)
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+_CORE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def _core_usage(before, after, proc_ticks):
+    """Shares of one core's time over a run, from two /proc/stat cpuN samples.
+    'other' estimates time on that core used by anything but the measured
+    process (other processes, the harness), i.e. interference."""
+    try:
+        a = [int(x) for x in before.split(",")][:8]
+        b = [int(x) for x in after.split(",")][:8]
+    except ValueError:
+        return None
+    if len(a) < 8 or len(b) < 8:
+        return None
+    d = dict(zip(_CORE_FIELDS, (y - x for x, y in zip(a, b))))
+    total = sum(d.values())
+    if total <= 0:
+        return None
+    task = d["user"] + d["nice"] + d["system"]
+    out = {k + "_frac": v / total for k, v in d.items()}
+    out["busy_ticks"] = total - d["idle"] - d["iowait"]
+    out["total_ticks"] = total
+    if proc_ticks is not None:
+        # Some kernels charge softirq work done in process context to the
+        # process (then it can exceed the core's user+system time), others
+        # do not; pick the estimate that does not count softirq as "other".
+        if proc_ticks >= task:
+            other = out["busy_ticks"] - proc_ticks
+        else:
+            other = task - proc_ticks
+        out["other_frac"] = max(0.0, other / total)
+    return out
+
+
+def cmd_http_report(args):
+    env = os.environ
+    clk_tck = int(env.get("CLK_TCK", "100"))
+    results = []
+    with open(args.runs) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if not fields or not fields[0]:
+                continue
+            (server, mode, status, detail, wrk_out, t0, t1, wrk_rc, wrk_cpu,
+             s0, s1, c0, c1) = (fields + [""] * 13)[:13]
+            r = {"server": server, "label": LABEL.get(server, server), "mode": mode,
+                 "status": status, "detail": detail or None}
+            if status == "ok" and not os.path.exists(wrk_out):
+                r["status"], r["detail"] = "failed", f"no wrk output (rc {wrk_rc})"
+            elif status == "ok":
+                with open(wrk_out) as w:
+                    raw = w.read()
+                r.update(parse_wrk(raw))
+                r["wrk_rc"] = int(wrk_rc)
+                r["cpu_ticks"] = int(t1) - int(t0)
+                r["cpu_seconds"] = r["cpu_ticks"] / clk_tck
+                if r["requests"]:
+                    r["cpu_us_per_req"] = r["cpu_seconds"] * 1e6 / r["requests"]
+                else:
+                    r["cpu_us_per_req"] = None
+                r["client_cpu_seconds"] = float(wrk_cpu) if wrk_cpu else None
+                if r["seconds"]:
+                    r["server_cpu_util"] = r["cpu_seconds"] / r["seconds"]
+                    if r["client_cpu_seconds"] is not None:
+                        r["client_cpu_util"] = r["client_cpu_seconds"] / r["seconds"]
+                r["server_core"] = _core_usage(s0, s1, r["cpu_ticks"])
+                wrk_ticks = r["client_cpu_seconds"] * clk_tck if r["client_cpu_seconds"] is not None else None
+                r["client_core"] = _core_usage(c0, c1, wrk_ticks)
+                sc = r["server_core"]
+                if sc and r["requests"]:
+                    # Everything the server's core did, incl. softirq network
+                    # work that /proc/PID/stat does not charge to the process.
+                    r["server_core_us_per_req"] = (sc["busy_ticks"] / clk_tck) * 1e6 / r["requests"]
+                errs = sum(r["socket_errors"].values()) + r["non_2xx_3xx"]
+                r["errors"] = errs
+                if r["wrk_rc"] != 0 or r["rps"] is None or r["requests"] is None:
+                    r["status"] = "failed"
+                    r["detail"] = f"wrk exited {r['wrk_rc']} or produced no result"
+                r["wrk_output"] = raw
+            results.append(r)
+
+    by = {(r["server"], r["mode"]): r for r in results}
+
+    def get(server, mode, key):
+        r = by.get((server, mode))
+        return r.get(key) if r and r["status"] == "ok" else None
+
+    ratios = {}
+    for peer in ("nginx", "node"):
+        for mode in MODES:
+            ratios[f"moonwire/{peer}"] = ratios.get(f"moonwire/{peer}", {})
+            ratios[f"moonwire/{peer}"][mode] = {
+                "rps": _ratio(get("moonwire", mode, "rps"), get(peer, mode, "rps")),
+                "cpu_per_req": _ratio(get("moonwire", mode, "cpu_us_per_req"),
+                                      get(peer, mode, "cpu_us_per_req")),
+            }
+
+    def target(name, value, op, limit, desc):
+        if value is None:
+            status = "n/a"
+        else:
+            status = "PASS" if (value <= limit if op == "<=" else value >= limit) else "FAIL"
+        return {"name": name, "description": desc, "value": value, "op": op,
+                "limit": limit, "status": status}
+
+    targets = [
+        target("unpipelined_cpu_per_req_vs_nginx",
+               ratios["moonwire/nginx"]["unpipelined"]["cpu_per_req"], "<=", 1.0,
+               "unpipelined: moonwire CPU/request <= nginx+Lua's"),
+        target("pipelined_rps_vs_nginx",
+               ratios["moonwire/nginx"]["pipelined"]["rps"], ">=", 2.0,
+               "pipelined: moonwire req/s >= 2x nginx+Lua"),
+        target("pipelined_rps_vs_node",
+               ratios["moonwire/node"]["pipelined"]["rps"], ">=", 4.0,
+               "pipelined: moonwire req/s >= 4x Node"),
+    ]
+
+    # ---- text table
+    p = print
+    dur, conns, depth = env.get("BENCH_SECONDS"), env.get("BENCH_CONNECTIONS"), env.get("BENCH_PIPELINE")
+    p()
+    p(f"HTTP GET / -> 'Hello, World!'   wrk -t1 -c{conns} -d{dur}s --latency   "
+      f"server on CPU {env.get('BENCH_SERVER_CPU')}, wrk on CPU {env.get('BENCH_CLIENT_CPU')}")
+    p(f"pipelined = {depth} requests per write; its p99 is per {depth}-request batch.")
+    p("srv CPU / wrk CPU = CPU time of the server / of wrk over the run's wall time.")
+    hdr = (f"{'server':<11} {'mode':<12} {'req/s':>10} {'p99':>9} {'CPU us/req':>10} "
+           f"{'srv CPU':>7} {'wrk CPU':>7} {'requests':>10} {'errors':>6}")
+    p(hdr)
+    p("-" * len(hdr))
+
+    def pct(x):
+        return "-" if x is None else f"{x * 100:.0f}%"
+
+    for r in results:
+        if r["status"] != "ok":
+            p(f"{r['label']:<11} {r['mode']:<12} {r['status'].upper()}: {r['detail'] or ''}")
+            continue
+        p(f"{r['label']:<11} {r['mode']:<12} {_num(r['rps'], ',.0f'):>10} {_fmt_us(r['p99_us']):>9} "
+          f"{_num(r['cpu_us_per_req'], '.2f'):>10} {pct(r.get('server_cpu_util')):>7} "
+          f"{pct(r.get('client_cpu_util')):>7} {_num(r['requests'], ',d'):>10} {r['errors']:>6}")
+    p()
+    p("moonwire ratios (req/s: higher is better; CPU/req: lower is better)")
+    for peer in ("nginx", "node"):
+        for mode in MODES:
+            rr = ratios[f"moonwire/{peer}"][mode]
+            p(f"  vs {LABEL[peer]:<10} {mode:<12} req/s x{_num(rr['rps'], '.2f'):<6}  "
+              f"CPU/req x{_num(rr['cpu_per_req'], '.2f')}")
+    p()
+    p("targets")
+    for t in targets:
+        v = "-" if t["value"] is None else f"x{t['value']:.2f}"
+        p(f"  [{t['status']:>4}] {t['description']:<48} (got {v}, need {t['op']} x{t['limit']:g})")
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        if r["errors"]:
+            p(f"  WARNING: {r['label']} {r['mode']}: {r['errors']} errors "
+              f"(socket {r['socket_errors']}, non-2xx/3xx {r['non_2xx_3xx']})")
+        if (r.get("client_cpu_util") or 0) >= 0.9:
+            # One wrk thread on one core: past this point req/s measures wrk.
+            p(f"  NOTE: {r['label']} {r['mode']}: wrk used {pct(r['client_cpu_util'])} of its core; "
+              "req/s may be client-bound (a lower bound for the server)")
+        for side, who in (("server_core", "server"), ("client_core", "wrk")):
+            c = r.get(side) or {}
+            if c.get("steal_frac", 0) > 0.02:
+                p(f"  NOTE: {r['label']} {r['mode']}: {pct(c['steal_frac'])} of the {who} core "
+                  "was stolen by the hypervisor")
+            if c.get("other_frac", 0) > 0.05:
+                p(f"  NOTE: {r['label']} {r['mode']}: something else used {pct(c['other_frac'])} "
+                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+        if r.get("latency_note"):
+            p(f"  NOTE: {r['label']} {r['mode']}: {r['latency_note']}")
+    p()
+
+    # ---- JSON
+    doc = {
+        "benchmark": "http-hello",
+        "timestamp": env.get("BENCH_TIMESTAMP") or datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "config": {
+            "duration_s": int(dur) if dur else None,
+            "warmup_s_per_mode": int(env.get("BENCH_WARMUP", "0")),
+            "threads": 1,
+            "connections": int(conns) if conns else None,
+            "pipeline_depth": int(depth) if depth else None,
+            "server_cpu": env.get("BENCH_SERVER_CPU"),
+            "client_cpu": env.get("BENCH_CLIENT_CPU"),
+            "clk_tck": clk_tck,
+        },
+        "host": {
+            "kernel": platform.release(),
+            "cpus": os.cpu_count(),
+            "cpu_model": _cpu_model(),
+        },
+        "versions": {
+            "wrk": env.get("V_WRK"), "nginx": env.get("V_NGINX"), "node": env.get("V_NODE"),
+            "moonwire_bin": env.get("MOONWIRE_BIN") or None,
+            "moonwire_git": env.get("V_MOONWIRE_GIT") or None,
+        },
+        "results": results,
+        "ratios": ratios,
+        "targets": targets,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    p(f"results written to {args.out}")
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("free-port")
+    w = sub.add_parser("wait-ready")
+    w.add_argument("--port", type=int, required=True)
+    w.add_argument("--pid", type=int)
+    w.add_argument("--timeout", type=float, default=10)
+    w.add_argument("--path", default="/")
+    w.add_argument("--body", default="Hello, World!")
+    x = sub.add_parser("run")
+    x.add_argument("--out", required=True)
+    x.add_argument("--timeout", type=float, required=True)
+    x.add_argument("argv", nargs=argparse.REMAINDER)
+    r = sub.add_parser("http-report")
+    r.add_argument("--runs", required=True)
+    r.add_argument("--out", required=True)
+    args = ap.parse_args()
+    return {"free-port": cmd_free_port, "wait-ready": cmd_wait_ready,
+            "run": cmd_run, "http-report": cmd_http_report}[args.cmd](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

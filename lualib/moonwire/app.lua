@@ -1,0 +1,216 @@
+--- The app object: routes, middleware, error handling, and the dispatcher
+-- the runtime calls for every request.
+--
+-- The runtime starts `app:_dispatch(req, res, segments, trailing)` in a new
+-- coroutine once a request's headers are in. Everything after that (route
+-- lookup, middleware, the handler, error pages) happens here, in Lua.
+local core = require "moonwire.core"
+local Router = require "moonwire.router"
+require "moonwire.request" -- req:json, res:redirect, res:cookie
+
+local M = {}
+local App = {}
+App.__index = App
+
+local abort, new_status_error = core.abort, core.new_status_error
+local is_status_error, is_closed = core.is_status_error, core.is_closed
+local traceback, xpcall, type, error = debug.traceback, xpcall, type, error
+local log = core.log
+
+-- Options of mw.app{...}: name -> check. Sizes in bytes, times in seconds.
+local APP_OPTIONS = {
+  max_header_bytes = "bytes", max_body_bytes = "bytes", max_queued_bytes = "bytes",
+  max_message = "bytes", header_timeout = "seconds", idle_timeout = "seconds",
+  send_timeout = "seconds", shutdown_timeout = "seconds",
+}
+local ROUTE_OPTIONS = { max_body_bytes = "bytes" }
+
+local function check_options(given, known, what, level)
+  if given == nil then return {} end
+  if type(given) ~= "table" then
+    error(("%s: options must be a table, got %s"):format(what, type(given)), level + 1)
+  end
+  local out = {}
+  for k, v in pairs(given) do
+    local kind = known[k]
+    if not kind then
+      local names = {}
+      for name in pairs(known) do names[#names + 1] = name end
+      table.sort(names)
+      error(("%s: unknown option %q (known: %s)"):format(what, tostring(k), table.concat(names, ", ")),
+        level + 1)
+    end
+    if type(v) ~= "number" or v < 0 or (kind == "bytes" and math.type(v) ~= "integer") then
+      error(("%s: option %s must be a %s, got %s"):format(what, k,
+        kind == "bytes" and "non-negative integer (bytes)" or "non-negative number (seconds)",
+        tostring(v)), level + 1)
+    end
+    out[k] = v
+  end
+  return out
+end
+
+--- mw.app(options) -> app
+function M.new(options)
+  return setmetatable({
+    options = check_options(options, APP_OPTIONS, "mw.app", 3),
+    router = Router.new(),
+    middleware = {},
+  }, App)
+end
+
+--- app:route(method, pattern, [opts,] handler)
+function App:route(method, pattern, opts, handler)
+  if handler == nil and type(opts) ~= "table" then opts, handler = nil, opts end
+  if type(method) ~= "string" or not method:match("^[%u]+$") then
+    error(("app:route: method must be upper-case like \"GET\", got %s"):format(tostring(method)), 2)
+  end
+  if type(handler) ~= "function" then
+    error(("route %s %s: the handler must be a function(req, res), got %s"):format(method,
+      tostring(pattern), type(handler)), 3)
+  end
+  opts = check_options(opts, ROUTE_OPTIONS, ("route %s %s"):format(method, tostring(pattern)), 3)
+  self.router:add(method, pattern, { handler = handler, opts = opts })
+  return self
+end
+
+for _, m in ipairs { "get", "post", "put", "patch", "delete", "options" } do
+  local method = m:upper()
+  App[m] = function(self, pattern, opts, handler)
+    return App.route(self, method, pattern, opts, handler)
+  end
+end
+
+--- app:use(function(req, res, next) ... end): runs for every request.
+function App:use(fn)
+  if type(fn) ~= "function" then
+    error(("app:use: middleware must be a function(req, res, next), got %s"):format(type(fn)), 2)
+  end
+  self.middleware[#self.middleware + 1] = fn
+  return self
+end
+
+--- app:on_error(function(req, res, err) ... end): answers errors your way.
+function App:on_error(fn)
+  if type(fn) ~= "function" then
+    error(("app:on_error: expects a function(req, res, err), got %s"):format(type(fn)), 2)
+  end
+  self.error_handler = fn
+  return self
+end
+
+--- app:static(prefix, folder [, opts]): serves files from folder.
+function App:static(prefix, folder, opts)
+  require("moonwire.static").mount(self, prefix, folder, opts)
+  return self
+end
+
+------------------------------------------------------------------- dispatch
+
+-- Keeps status errors and `closed` as they are; anything else gets a traceback.
+local function on_raise(e)
+  if is_closed(e) or is_status_error(e) then return e end
+  return traceback(tostring(e), 2)
+end
+
+local function not_found() abort(404) end
+
+local function method_not_allowed(allow)
+  return function()
+    local e = new_status_error(405)
+    e.headers = { Allow = allow }
+    error(e, 0)
+  end
+end
+
+local function options_answer(allow)
+  return function(_, res) res:status(204):header("Allow", allow):send() end
+end
+
+local function run_chain(mws, i, req, res, final)
+  local fn = mws[i]
+  if not fn then return final(req, res) end
+  local called = false
+  return fn(req, res, function()
+    if called then error("next() was called twice", 2) end
+    called = true
+    return run_chain(mws, i + 1, req, res, final)
+  end)
+end
+
+local function handle(app, req, res, segs, err)
+  if not segs then abort(400, err) end
+  local route, params, allow = app.router:match(req.method, segs)
+  local final
+  if route then
+    final = route.handler
+    local limit = route.opts.max_body_bytes
+    if limit then req:_set_body_limit(limit) end
+  elseif allow then
+    final = req.method == "OPTIONS" and options_answer(allow) or method_not_allowed(allow)
+  else
+    final = not_found
+  end
+  req.params = params or {}
+  if #app.middleware == 0 then return final(req, res) end
+  return run_chain(app.middleware, 1, req, res, final)
+end
+
+local function error_page(app, req, res, err)
+  local status, message = is_status_error(err)
+  res:_reset()
+  res:status(status or 500):header("Content-Type", "text/plain; charset=utf-8")
+  if status then
+    if type(err.headers) == "table" then
+      for k, v in pairs(err.headers) do res:header(k, v) end
+    end
+    if status == 413 or status == 431 then res:_close_after() end
+    res:send(("%d %s%s\n"):format(status, core.reason(status), message and (": " .. message) or ""))
+  elseif core.dev_mode then
+    res:send(("500 Internal Server Error (request %s)\n\n%s\n"):format(req.id, tostring(err)))
+  else
+    res:send(("500 Internal Server Error (request %s)\n"):format(req.id))
+  end
+end
+
+local function fail(app, req, res, err)
+  if is_closed(err) then return end
+  if not is_status_error(err) then
+    log("error", ("req %s %s %s: %s"):format(req.id, req.method, req.target, tostring(err)))
+  end
+  local state, live = res:_state()
+  if not live then return end
+  if state == "streaming" then
+    -- a started response cannot turn into an error page: cut it short so
+    -- the client sees a truncated body, not a complete one
+    res:_abort()
+    return
+  end
+  if state ~= "none" then return end
+  if app.error_handler then
+    local ok, e2 = xpcall(app.error_handler, on_raise, req, res, err)
+    if not ok and not is_closed(e2) then
+      log("error", ("req %s: on_error handler failed: %s"):format(req.id, tostring(e2)))
+    end
+    state, live = res:_state()
+    if state ~= "none" or not live then return end
+  end
+  error_page(app, req, res, err)
+end
+
+--- Called by the runtime, in the request's own coroutine.
+function App:_dispatch(req, res, segs, extra)
+  local ok, err = xpcall(handle, on_raise, self, req, res, segs, extra)
+  if not ok then return fail(self, req, res, err) end
+  local state, live = res:_state()
+  if not live then return end
+  if state == "streaming" then
+    res:finish()
+  elseif state == "none" then
+    fail(self, req, res, ("the handler for %s %s returned without sending a response"):format(
+      req.method, req.path or req.target))
+  end
+end
+
+M.App = App
+return M

@@ -1,0 +1,112 @@
+/* http.h - HTTP/1.1 on a connection: llhttp glue, the request object,
+ * limits, keep-alive and pipelining (one request answered at a time, in
+ * order), and response framing (Content-Length, chunked, close-delimited). */
+#ifndef MW_HTTP_H
+#define MW_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "cell.h"
+#include "response.h"
+#include "url.h"
+
+struct mw_conn;
+struct mw_co;
+struct mw_server;
+
+enum mw_res_state {
+    MW_RES_NONE,      /* nothing sent */
+    MW_RES_STREAMING, /* head sent, body being written */
+    MW_RES_DONE,      /* complete */
+};
+
+enum mw_req_wait {
+    MW_WAIT_NONE,
+    MW_WAIT_BODY,  /* req:body(): the whole body */
+    MW_WAIT_CHUNK, /* req:chunks(): the next piece */
+    MW_WAIT_DRAIN, /* res:write(): the queue to fall under the limit */
+};
+
+struct mw_req_header {
+    struct mw_span name;  /* lower-cased, into hbuf */
+    struct mw_span value; /* into hbuf */
+};
+
+struct mw_req {
+    struct mw_conn *conn;  /* NULL once the connection is gone */
+    struct mw_cell *cell;  /* shared with the Lua req and res handles */
+    struct mw_server *srv;
+    uint64_t seq;          /* per-process request number */
+    char id[32];           /* "prefix-seq", for logs and error bodies */
+
+    struct mw_buf hbuf;    /* method, target, header names and values */
+    struct mw_span method, target;
+    struct mw_req_header *hdrs;
+    size_t nhdrs, hcap;
+    size_t header_bytes;   /* counted against max_header_bytes */
+    int in_value;          /* parser is inside a header value */
+    uint8_t http_major, http_minor;
+    unsigned keep_alive : 1;      /* the connection may carry another request */
+    unsigned is_head : 1;         /* HEAD: headers only */
+    unsigned expect_continue : 1; /* Expect: 100-continue */
+    unsigned continue_sent : 1;
+    unsigned headers_done : 1;
+    unsigned message_done : 1;    /* whole request received */
+    unsigned body_too_large : 1;
+    unsigned body_taken : 1;      /* req:body() returned it */
+    unsigned upgrade : 1;         /* Upgrade request (WebSocket) */
+    unsigned handler_running : 1; /* its coroutine has not finished */
+    unsigned close_after : 1;     /* close once the response is out */
+    long long content_length;     /* declared length, -1 when none */
+
+    struct mw_buf body;    /* received body bytes not yet consumed */
+    size_t body_received;  /* total body bytes seen */
+    size_t body_limit;     /* max_body_bytes for this request's route */
+
+    struct mw_response res;
+    int res_state;         /* enum mw_res_state */
+    int res_chunked;       /* body framed as chunks */
+    long long res_remaining; /* bytes left of a declared Content-Length, -1 if none */
+
+    struct mw_co *waiter;  /* coroutine parked on this request */
+    int wait;              /* enum mw_req_wait */
+};
+
+void mw_http_conn_init(struct mw_conn *conn);
+/* New bytes arrived in conn->rbuf. May run Lua (not from inside a resume). */
+void mw_http_feed(struct mw_conn *conn);
+/* The client closed its side (EOF). */
+void mw_http_eof(struct mw_conn *conn);
+/* The connection is closing: detach the request, wake its waiter. */
+void mw_http_conn_closed(struct mw_conn *conn);
+/* A header or idle timer fired. */
+void mw_http_timeout(struct mw_conn *conn, int kind);
+/* The write queue made progress (for writers waiting on drain). */
+void mw_http_drained(struct mw_conn *conn);
+
+/* Response API used by the Lua bindings. Each returns 0 or a negative
+ * MW_E* code; none of them calls into Lua. */
+enum {
+    MW_EGONE = -1000, /* the client left */
+    MW_EDONE,         /* response already complete */
+    MW_ESTARTED,      /* head already sent */
+    MW_ELENGTH,       /* more bytes than the declared Content-Length */
+};
+int mw_req_send(struct mw_req *req, const char *body, size_t len);
+int mw_req_write(struct mw_req *req, const char *data, size_t len);
+int mw_req_finish(struct mw_req *req);
+/* Sends 100 Continue if the client waits for it and it was not sent yet. */
+void mw_req_continue(struct mw_req *req);
+/* Ends a started response abnormally: the client sees truncation. */
+void mw_req_abort(struct mw_req *req);
+int mw_req_queue_full(const struct mw_req *req);
+/* The handler's coroutine finished; frees the request if nothing holds it. */
+void mw_req_handler_done(struct mw_req *req);
+/* Header lookup by lower-case name; repeats joined by ", " into out. */
+int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, struct mw_buf *out);
+/* Parks `co` on req until the wait kind is satisfied or the client leaves. */
+void mw_req_park(struct mw_req *req, struct mw_co *co, int wait);
+
+#endif

@@ -1,0 +1,26 @@
+/* lua_core.h - the `moonwire.core` module: the C half of lualib/moonwire
+ * (timers, logging, status errors, JSON, files), registered by lua_vm.c. */
+#ifndef MW_LUA_CORE_H
+#define MW_LUA_CORE_H
+
+#include <lua.h>
+
+int mw_lua_open_core(lua_State *L);
+
+/* lua_timer.c: mw.sleep, mw.after, mw.every, mw.now */
+void mw_lua_open_timer(lua_State *L);
+void mw_lua_timers_stop_all(lua_State *L);
+
+/* lua_json.c: mw.json */
+void mw_lua_open_json(lua_State *L);
+/* Encodes the value at idx as JSON onto a new string on the stack, or
+ * raises. Arrays are tables with the array metatable or a 1..n sequence. */
+void mw_lua_json_encode(lua_State *L, int idx);
+/* Decodes s; pushes the value, or nil and a message. */
+int mw_lua_json_decode(lua_State *L, const char *s, size_t len);
+
+/* Status errors (mw.abort): a table {status=, message=} with a shared
+ * metatable. Pushes one. */
+void mw_lua_push_status_error(lua_State *L, int status, const char *message);
+
+#endif

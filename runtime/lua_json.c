@@ -1,0 +1,393 @@
+/* lua_json.c - mw.json: encode and decode with array identity kept.
+ *
+ * Lua has one table type, so `[]` and `{}` are the same empty table. Arrays
+ * carry a metatable (mw.json.array_mt) so they encode as `[]` even when
+ * empty: mw.json.array(t) sets it, and decoding sets it on every array.
+ * Decoding is lua-cjson's; to tell its empty arrays from empty objects, each
+ * `[]` is first rewritten to hold one string that valid UTF-8 input cannot
+ * contain (an encoded surrogate, which cjson also refuses as an escape),
+ * then swapped back for a marked empty table. */
+#include "buf.h"
+#include "lua_core.h"
+#include "utf8.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define JSON_MAX_DEPTH 128
+static const char SENTINEL[] = "\xED\xA0\x80";
+static char decode_key; /* cjson.decode */
+
+static void push_array_mt(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+}
+
+/* ---------------------------------------------------------------- encode */
+
+static void enc_string(struct mw_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    mw_buf_appendc(b, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        mw_buf_append(b, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': mw_buf_append(b, "\\\"", 2); break;
+        case '\\': mw_buf_append(b, "\\\\", 2); break;
+        case '\n': mw_buf_append(b, "\\n", 2); break;
+        case '\r': mw_buf_append(b, "\\r", 2); break;
+        case '\t': mw_buf_append(b, "\\t", 2); break;
+        case '\b': mw_buf_append(b, "\\b", 2); break;
+        case '\f': mw_buf_append(b, "\\f", 2); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            mw_buf_append(b, u, 6);
+        }
+        }
+    }
+    mw_buf_append(b, s + run, len - run);
+    mw_buf_appendc(b, '"');
+}
+
+static int enc_number(lua_State *L, struct mw_buf *b, int idx)
+{
+    char tmp[64];
+    int n;
+    if (lua_isinteger(L, idx)) {
+        n = snprintf(tmp, sizeof tmp, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+    } else {
+        lua_Number v = lua_tonumber(L, idx);
+        if (isnan(v) || isinf(v)) return luaL_error(L, "mw.json: cannot encode %f", (double)v);
+        if (v == floor(v) && fabs(v) < 1e15)
+            n = snprintf(tmp, sizeof tmp, "%.0f", (double)v);
+        else
+            n = snprintf(tmp, sizeof tmp, "%.17g", (double)v);
+    }
+    mw_buf_append(b, tmp, (size_t)n);
+    return 0;
+}
+
+/* Number of elements if t is a sequence 1..n with nothing else, else -1. */
+static lua_Integer sequence_len(lua_State *L, int idx)
+{
+    lua_Integer max = 0, count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k > max) max = k;
+        count++;
+    }
+    return count == max ? max : -1;
+}
+
+static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth);
+
+static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
+{
+    if (depth > JSON_MAX_DEPTH) luaL_error(L, "mw.json: nested too deep (a cycle?)");
+    luaL_checkstack(L, 6, "mw.json");
+    int is_array = 0;
+    lua_Integer n = 0;
+    if (lua_getmetatable(L, idx)) {
+        push_array_mt(L);
+        is_array = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (is_array) {
+        n = (lua_Integer)lua_rawlen(L, idx);
+    } else {
+        n = sequence_len(L, idx);
+        is_array = n > 0;
+    }
+    if (is_array) {
+        mw_buf_appendc(b, '[');
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1) mw_buf_appendc(b, ',');
+            lua_rawgeti(L, idx, i);
+            enc_value(L, b, lua_gettop(L), depth + 1);
+            lua_pop(L, 1);
+        }
+        mw_buf_appendc(b, ']');
+        return;
+    }
+    mw_buf_appendc(b, '{');
+    int first = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        /* stack: key, value */
+        int kt = lua_type(L, -2);
+        if (kt == LUA_TSTRING) {
+            size_t kl;
+            const char *k = lua_tolstring(L, -2, &kl);
+            if (!first) mw_buf_appendc(b, ',');
+            enc_string(b, k, kl);
+        } else if (kt == LUA_TNUMBER) {
+            if (!first) mw_buf_appendc(b, ',');
+            mw_buf_appendc(b, '"');
+            enc_number(L, b, -2);
+            mw_buf_appendc(b, '"');
+        } else {
+            luaL_error(L, "mw.json: cannot encode a table key of type %s", luaL_typename(L, -2));
+        }
+        first = 0;
+        mw_buf_appendc(b, ':');
+        enc_value(L, b, lua_gettop(L), depth + 1);
+        lua_pop(L, 1);
+    }
+    mw_buf_appendc(b, '}');
+}
+
+static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: mw_buf_append(b, "null", 4); break;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            mw_buf_append(b, "true", 4);
+        else
+            mw_buf_append(b, "false", 5);
+        break;
+    case LUA_TNUMBER: enc_number(L, b, idx); break;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        enc_string(b, s, len);
+        break;
+    }
+    case LUA_TTABLE: enc_table(L, b, idx, depth); break;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { /* cjson.null / mw.json.null */
+            mw_buf_append(b, "null", 4);
+            break;
+        }
+        /* fallthrough */
+    default: luaL_error(L, "mw.json: cannot encode a %s", luaL_typename(L, idx));
+    }
+}
+
+/* The buffer lives in a userdata so an error mid-encode frees nothing by
+ * hand: the collector takes it. */
+static int buf_gc(lua_State *L)
+{
+    mw_buf_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+void mw_lua_json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    struct mw_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+    mw_buf_init(b);
+    if (luaL_newmetatable(L, "moonwire.jsonbuf")) {
+        lua_pushcfunction(L, buf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    /* stack: ..., buf */
+    enc_value(L, b, idx, 0);
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    mw_buf_free(b);
+    lua_remove(L, -2);
+}
+
+static int l_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    mw_lua_json_encode(L, 1);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- decode */
+
+/* Marks arrays, swaps sentinels for empty arrays, and turns integral
+ * floats (cjson decodes every number as a float) into integers. The value
+ * at idx is replaced in place by its fixed version. */
+static void fix_value(lua_State *L, int idx, int depth)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+        lua_Number v = lua_tonumber(L, idx);
+        lua_Integer i;
+        if (v == floor(v) && fabs(v) < 9007199254740992.0 && lua_numbertointeger(v, &i)) {
+            lua_pushinteger(L, i);
+            lua_replace(L, idx);
+        }
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE || depth > 1000) return;
+    luaL_checkstack(L, 4, "mw.json");
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n == 1 && lua_rawgeti(L, idx, 1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (len == 3 && memcmp(s, SENTINEL, 3) == 0) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            push_array_mt(L);
+            lua_setmetatable(L, -2);
+            lua_replace(L, idx);
+            return;
+        }
+        lua_pop(L, 1);
+    } else if (n == 1) {
+        lua_pop(L, 1);
+    }
+    if (n > 0) {
+        push_array_mt(L);
+        lua_setmetatable(L, idx);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            fix_value(L, lua_gettop(L), depth + 1);
+            lua_rawseti(L, idx, i);
+        }
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        /* stack: key, value */
+        fix_value(L, lua_gettop(L), depth + 1);
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, idx); /* assigning an existing key during next is allowed */
+    }
+}
+
+/* Rewrites every `[` ws* `]` outside strings. Returns 1 if any was found. */
+static int rewrite_empty_arrays(const char *s, size_t len, struct mw_buf *out)
+{
+    int in_str = 0, found = 0;
+    size_t copied = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+        } else if (c == '[') {
+            size_t j = i + 1;
+            while (j < len && (s[j] == ' ' || s[j] == '\t' || s[j] == '\n' || s[j] == '\r')) j++;
+            if (j < len && s[j] == ']') {
+                found = 1;
+                mw_buf_append(out, s + copied, i - copied);
+                mw_buf_appends(out, "[\"");
+                mw_buf_appends(out, SENTINEL);
+                mw_buf_appends(out, "\"]");
+                copied = j + 1;
+                i = j;
+            }
+        }
+    }
+    if (found) mw_buf_append(out, s + copied, len - copied);
+    return found;
+}
+
+int mw_lua_json_decode(lua_State *L, const char *s, size_t len)
+{
+    if (!mw_utf8_valid(s, len)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "invalid JSON: not valid UTF-8");
+        return 2;
+    }
+    struct mw_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+    mw_buf_init(b);
+    luaL_setmetatable(L, "moonwire.jsonbuf");
+    /* stack: buf */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
+    if (rewrite_empty_arrays(s, len, b))
+        lua_pushlstring(L, b->data, b->len);
+    else
+        lua_pushlstring(L, s, len);
+    mw_buf_free(b);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON: %s", msg ? msg : "?");
+        lua_remove(L, -4);
+        lua_remove(L, -3);
+        return 2;
+    }
+    lua_remove(L, -2);
+    fix_value(L, lua_gettop(L), 0);
+    return 1;
+}
+
+/* mw.json.decode(s) -> value | nil, message */
+static int l_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    return mw_lua_json_decode(L, s, len);
+}
+
+/* mw.json.array([t]) -> t, marked to encode as an array */
+static int l_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    push_array_mt(L);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int l_is_array(lua_State *L)
+{
+    int r = 0;
+    if (lua_istable(L, 1) && lua_getmetatable(L, 1)) {
+        push_array_mt(L);
+        r = lua_rawequal(L, -1, -2);
+    }
+    lua_pushboolean(L, r);
+    return 1;
+}
+
+void mw_lua_open_json(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"encode", l_encode},
+                                     {"decode", l_decode},
+                                     {"array", l_array},
+                                     {"is_array", l_is_array},
+                                     {NULL, NULL}};
+    luaL_newmetatable(L, "moonwire.jsonbuf");
+    lua_pushcfunction(L, buf_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lua_pushliteral(L, "moonwire.json.array");
+    lua_setfield(L, -2, "__name");
+    lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+
+    lua_getglobal(L, "require"); /* cjson is in package.preload */
+    lua_pushliteral(L, "cjson");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "decode");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
+    lua_pop(L, 1);
+
+    /* stack: core */
+    luaL_newlib(L, funcs);
+    push_array_mt(L);
+    lua_setfield(L, -2, "array_mt");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    lua_setfield(L, -2, "json");
+}

@@ -1,0 +1,772 @@
+/* lua_req.c - the `req` and `res` handles.
+ *
+ * Both are userdata holding the request's shared cell, so they may outlive
+ * the connection: after the client leaves, writes return false and a call
+ * waiting for the client raises `closed`. `req` keeps its fields in a user
+ * value table: method and path are set at creation, the rest (headers,
+ * query, cookies, ...) computed on first use, and apps may add their own.
+ * Methods live in tables that lualib extends with the Lua-written ones. */
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "lua_core.h"
+#include "lua_req.h"
+#include "lua_vm.h"
+#include "server.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <string.h>
+
+#define REQ_MT "moonwire.req"
+#define RES_MT "moonwire.res"
+
+static char req_methods_key, res_methods_key;
+
+/* ------------------------------------------------------------- accessors */
+
+static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
+{
+    struct mw_cell **ud = luaL_checkudata(L, idx, mt);
+    return *ud ? (*ud)->obj : NULL;
+}
+
+/* The request, or a raised error if its record is gone (only after the
+ * handler finished and the connection moved on). */
+static struct mw_req *check_res(lua_State *L)
+{
+    struct mw_req *req = get_req(L, 1, RES_MT);
+    if (!req) luaL_error(L, "this response is finished (its handler returned)");
+    return req;
+}
+
+static struct mw_req *check_req(lua_State *L)
+{
+    struct mw_req *req = get_req(L, 1, REQ_MT);
+    if (!req) luaL_error(L, "this request is finished (its handler returned)");
+    return req;
+}
+
+static int push_cell_ud(lua_State *L, struct mw_req *req, const char *mt, int nuv)
+{
+    struct mw_cell **ud = lua_newuserdatauv(L, sizeof *ud, nuv);
+    *ud = req->cell;
+    mw_cell_ref(req->cell);
+    luaL_setmetatable(L, mt);
+    return 1;
+}
+
+static int handle_gc(lua_State *L)
+{
+    struct mw_cell **ud = lua_touserdata(L, 1);
+    if (*ud) mw_cell_unref(*ud);
+    *ud = NULL;
+    return 0;
+}
+
+/* ---------------------------------------------------------- waking waits */
+
+void mw_lua_req_notify(struct mw_req *req)
+{
+    struct mw_co *co = req->waiter;
+    if (!co) return;
+    lua_State *T = co->T;
+    int wait = req->wait;
+    if (!req->conn) {
+        req->waiter = NULL;
+        mw_co_wake_closed(co);
+        return;
+    }
+    switch (wait) {
+    case MW_WAIT_BODY:
+    case MW_WAIT_CHUNK:
+        if (req->body_too_large) {
+            req->waiter = NULL;
+            mw_lua_push_status_error(T, 413, "request body too large");
+            mw_co_wake_error(co);
+        } else if (wait == MW_WAIT_BODY && req->message_done) {
+            req->waiter = NULL;
+            lua_pushlstring(T, req->body.data ? req->body.data : "", req->body.len);
+            mw_co_wake(co, 1);
+        } else if (wait == MW_WAIT_CHUNK && (req->body.len || req->message_done)) {
+            req->waiter = NULL;
+            if (req->body.len) {
+                lua_pushlstring(T, req->body.data, req->body.len);
+                req->body.len = 0;
+            } else {
+                lua_pushnil(T);
+            }
+            mw_co_wake(co, 1);
+        }
+        break;
+    case MW_WAIT_DRAIN:
+        if (req->conn->wq.queued_bytes <= req->srv->limits.max_queued_bytes / 2) {
+            req->waiter = NULL;
+            mw_conn_set_timer(req->conn, MW_TIMER_NONE, 0);
+            lua_pushboolean(T, 1);
+            mw_co_wake(co, 1);
+        }
+        break;
+    }
+}
+
+static void wait_cancel(struct mw_co *co)
+{
+    struct mw_req *req = co->wait_obj;
+    if (req->waiter == co) req->waiter = NULL;
+}
+
+static int park(lua_State *L, struct mw_req *req, int wait)
+{
+    struct mw_co *co = mw_co_current(L);
+    if (!co) return mw_co_wait(L, NULL, NULL); /* raises with the reason */
+    mw_req_park(req, co, wait);
+    return mw_co_wait(L, wait_cancel, req);
+}
+
+/* ------------------------------------------------------------------- req */
+
+static int raise_too_large(lua_State *L, struct mw_req *req)
+{
+    req->close_after = 1;
+    mw_lua_push_status_error(L, 413, "request body too large");
+    return lua_error(L);
+}
+
+/* Raises if the body can never come: too large, or the client left. */
+static void check_body_possible(lua_State *L, struct mw_req *req)
+{
+    if (req->body_too_large ||
+        (req->content_length >= 0 && (size_t)req->content_length > req->body_limit))
+        raise_too_large(L, req);
+    if (!req->conn && !req->message_done) {
+        mw_lua_push_closed(L);
+        lua_error(L);
+    }
+}
+
+/* req:body() -> string. Waits for the whole body. Raises a 413 status
+ * error past the route's limit, `closed` if the client leaves. */
+static int req_body(lua_State *L)
+{
+    struct mw_req *req = check_req(L);
+    if (req->body_taken) return luaL_error(L, "the body was already read with req:chunks()");
+    check_body_possible(L, req);
+    if (req->message_done) {
+        lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
+        return 1;
+    }
+    mw_req_continue(req);
+    return park(L, req, MW_WAIT_BODY);
+}
+
+/* The iterator req:chunks() returns: the next piece of body, or nil. */
+static int chunks_next(lua_State *L)
+{
+    struct mw_cell *cell = *(struct mw_cell **)lua_touserdata(L, lua_upvalueindex(1));
+    struct mw_req *req = cell ? cell->obj : NULL;
+    if (!req) return 0;
+    check_body_possible(L, req);
+    if (req->body.len) {
+        lua_pushlstring(L, req->body.data, req->body.len);
+        req->body.len = 0;
+        return 1;
+    }
+    if (req->message_done) return 0;
+    mw_req_continue(req);
+    return park(L, req, MW_WAIT_CHUNK);
+}
+
+/* req:chunks() -> iterator over body pieces as they arrive. */
+static int req_chunks(lua_State *L)
+{
+    struct mw_req *req = check_req(L);
+    req->body_taken = 1;
+    lua_settop(L, 1);
+    lua_pushcclosure(L, chunks_next, 1);
+    return 1;
+}
+
+/* req:header(name) -> value | nil (any case; repeats joined by ", ") */
+static int req_header(lua_State *L)
+{
+    struct mw_req *req = check_req(L);
+    size_t len;
+    const char *name = luaL_checklstring(L, 2, &len);
+    char lname[256];
+    if (len >= sizeof lname) return 0;
+    for (size_t i = 0; i < len; i++) lname[i] = (char)tolower((unsigned char)name[i]);
+    struct mw_buf v;
+    mw_buf_init(&v);
+    int found = mw_req_header(req, lname, len, &v);
+    if (found) lua_pushlstring(L, v.data ? v.data : "", v.len);
+    mw_buf_free(&v);
+    return found;
+}
+
+static void push_decoded(lua_State *L, const char *s, size_t len)
+{
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len + 1);
+    size_t n;
+    mw_url_decode(s, len, out, &n, 1, 0);
+    luaL_pushresultsize(&b, n);
+}
+
+static const char *target_query(struct mw_req *req, size_t *qlen)
+{
+    return mw_url_query(req->hbuf.data + req->target.off, req->target.len, qlen);
+}
+
+/* req:query_all(name) -> { values... } in order */
+static int req_query_all(lua_State *L)
+{
+    struct mw_req *req = check_req(L);
+    size_t nlen;
+    const char *name = luaL_checklstring(L, 2, &nlen);
+    size_t qlen, pos = 0;
+    const char *qs = target_query(req, &qlen);
+    lua_newtable(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+    lua_setmetatable(L, -2);
+    int n = 0;
+    struct mw_span k, v;
+    while (qs && mw_query_next(qs, qlen, &pos, &k, &v)) {
+        push_decoded(L, qs + k.off, k.len);
+        size_t kl;
+        const char *ks = lua_tolstring(L, -1, &kl);
+        int match = kl == nlen && memcmp(ks, name, nlen) == 0;
+        lua_pop(L, 1);
+        if (!match) continue;
+        push_decoded(L, qs + v.off, v.len);
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+/* internal: req:_set_body_limit(bytes), from the route's options */
+static int req_set_body_limit(lua_State *L)
+{
+    struct mw_req *req = check_req(L);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0, 2, "limit must be >= 0");
+    req->body_limit = (size_t)n;
+    if (req->body_received > req->body_limit) {
+        req->body_too_large = 1;
+        mw_buf_free(&req->body);
+    }
+    return 0;
+}
+
+static void push_headers(lua_State *L, struct mw_req *req)
+{
+    lua_createtable(L, 0, (int)req->nhdrs);
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        struct mw_req_header *h = &req->hdrs[i];
+        lua_pushlstring(L, req->hbuf.data + h->name.off, h->name.len);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TSTRING) {
+            /* stack: t, name, old */
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, req->hbuf.data + h->value.off, h->value.len);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, req->hbuf.data + h->value.off, h->value.len);
+        }
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_query(lua_State *L, struct mw_req *req)
+{
+    size_t qlen, pos = 0;
+    const char *qs = target_query(req, &qlen);
+    lua_newtable(L);
+    struct mw_span k, v;
+    while (qs && mw_query_next(qs, qlen, &pos, &k, &v)) {
+        push_decoded(L, qs + k.off, k.len);
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) != LUA_TNIL) { /* first value wins */
+            lua_pop(L, 2);
+            continue;
+        }
+        lua_pop(L, 1);
+        push_decoded(L, qs + v.off, v.len);
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_cookies(lua_State *L, struct mw_req *req)
+{
+    struct mw_buf v;
+    mw_buf_init(&v);
+    lua_newtable(L);
+    if (mw_req_header(req, "cookie", 6, &v)) {
+        size_t i = 0;
+        while (i < v.len) {
+            while (i < v.len && (v.data[i] == ' ' || v.data[i] == ';' || v.data[i] == ',')) i++;
+            size_t ks = i;
+            while (i < v.len && v.data[i] != '=' && v.data[i] != ';') i++;
+            size_t ke = i;
+            while (ke > ks && v.data[ke - 1] == ' ') ke--;
+            if (i >= v.len || v.data[i] != '=') continue;
+            size_t vs = ++i;
+            while (i < v.len && v.data[i] != ';') i++;
+            size_t ve = i;
+            while (ve > vs && v.data[ve - 1] == ' ') ve--;
+            if (ve - vs >= 2 && v.data[vs] == '"' && v.data[ve - 1] == '"') vs++, ve--;
+            if (ke == ks) continue;
+            lua_pushlstring(L, v.data + ks, ke - ks);
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -3) != LUA_TNIL) {
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+            lua_pushlstring(L, v.data + vs, ve - vs);
+            lua_rawset(L, -3);
+        }
+    }
+    mw_buf_free(&v);
+}
+
+static int push_remote_addr(lua_State *L, struct mw_req *req)
+{
+    if (!req->conn) return 0;
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    char ip[64];
+    if (uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&sa, &len) != 0) return 0;
+    if (sa.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
+    else
+        uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
+    lua_pushstring(L, ip);
+    return 1;
+}
+
+/* Computes a lazy field; returns 1 with it pushed, or 0. */
+static int compute_field(lua_State *L, struct mw_req *req, const char *k)
+{
+    if (strcmp(k, "headers") == 0) {
+        push_headers(L, req);
+    } else if (strcmp(k, "query") == 0) {
+        push_query(L, req);
+    } else if (strcmp(k, "cookies") == 0) {
+        push_cookies(L, req);
+    } else if (strcmp(k, "target") == 0) {
+        lua_pushlstring(L, req->hbuf.data + req->target.off, req->target.len);
+    } else if (strcmp(k, "id") == 0) {
+        lua_pushstring(L, req->id);
+    } else if (strcmp(k, "http_version") == 0) {
+        lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
+    } else if (strcmp(k, "remote_addr") == 0) {
+        return push_remote_addr(L, req);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int req_index(lua_State *L)
+{
+    /* stack: req, key */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &req_methods_key);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    lua_settop(L, 2);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    /* stack: req, key, fields, nil */
+    struct mw_req *req = get_req(L, 1, REQ_MT);
+    if (!req || lua_type(L, 2) != LUA_TSTRING) return 0;
+    if (!compute_field(L, req, lua_tostring(L, 2))) return 0;
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 3);
+    return 1;
+}
+
+static int req_newindex(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    lua_insert(L, 2);
+    lua_rawset(L, 2);
+    return 0;
+}
+
+static int req_tostring(lua_State *L)
+{
+    struct mw_req *req = get_req(L, 1, REQ_MT);
+    if (!req) {
+        lua_pushliteral(L, "moonwire.req (finished)");
+        return 1;
+    }
+    lua_pushfstring(L, "moonwire.req %s %.*s%s", req->id, (int)req->target.len,
+                    req->hbuf.data + req->target.off, req->conn ? "" : " (client gone)");
+    return 1;
+}
+
+/* ------------------------------------------------------------------- res */
+
+static int raise_state(lua_State *L, int rc)
+{
+    switch (rc) {
+    case MW_EDONE: return luaL_error(L, "the response was already sent");
+    case MW_ESTARTED:
+        return luaL_error(L, "the response already started (res:write); end it with res:finish()");
+    case MW_ELENGTH: return luaL_error(L, "more bytes written than the declared Content-Length");
+    }
+    return luaL_error(L, "response error %d", rc);
+}
+
+static int res_status(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    lua_Integer code = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, code >= 100 && code <= 999, 2, "status must be 100..999");
+    if (req->res_state != MW_RES_NONE) return luaL_error(L, "status set after the response started");
+    req->res.status = (int)code;
+    lua_settop(L, 1);
+    return 1;
+}
+
+static void check_header(lua_State *L, const char *name, size_t nlen, const char *value,
+                         size_t vlen)
+{
+    if (!mw_header_name_ok(name, nlen)) luaL_error(L, "invalid header name %q", name);
+    if (!mw_header_value_ok(value, vlen))
+        luaL_error(L, "header %s: value contains CR, LF or NUL", name);
+}
+
+static const char *tostr_value(lua_State *L, int idx, size_t *len)
+{
+    int t = lua_type(L, idx);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "header value must be a string or number, got %s", luaL_typename(L, idx));
+    return lua_tolstring(L, idx, len);
+}
+
+/* res:header(name, value | {values}) -> res. Replaces earlier values;
+ * a list sends one line each; nil removes. Raises on invalid input
+ * before anything is stored. */
+static int res_header(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    size_t nlen, vlen;
+    const char *name = luaL_checklstring(L, 2, &nlen);
+    if (req->res_state != MW_RES_NONE) return luaL_error(L, "header %s set after the response started", name);
+    if (lua_istable(L, 3)) {
+        lua_Integer n = (lua_Integer)luaL_len(L, 3);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, 3, i);
+            const char *v = tostr_value(L, -1, &vlen);
+            check_header(L, name, nlen, v, vlen);
+            lua_pop(L, 1);
+        }
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, 3, i);
+            const char *v = lua_tolstring(L, -1, &vlen);
+            mw_response_add(&req->res, name, nlen, v, vlen, i == 1);
+            lua_pop(L, 1);
+        }
+        if (n == 0) mw_response_remove(&req->res, name);
+    } else if (lua_isnil(L, 3)) {
+        if (!mw_header_name_ok(name, nlen)) return luaL_error(L, "invalid header name %q", name);
+        mw_response_remove(&req->res, name);
+    } else {
+        const char *v = tostr_value(L, 3, &vlen);
+        check_header(L, name, nlen, v, vlen);
+        mw_response_add(&req->res, name, nlen, v, vlen, 1);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* res:add_header(name, value) -> res: adds a line, keeping earlier ones. */
+static int res_add_header(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    size_t nlen, vlen;
+    const char *name = luaL_checklstring(L, 2, &nlen);
+    const char *v = tostr_value(L, 3, &vlen);
+    if (req->res_state != MW_RES_NONE) return luaL_error(L, "header %s set after the response started", name);
+    check_header(L, name, nlen, v, vlen);
+    mw_response_add(&req->res, name, nlen, v, vlen, 0);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* res:get_header(name) -> value | nil */
+static int res_get_header(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    size_t vlen;
+    const char *v = mw_response_get(&req->res, luaL_checkstring(L, 2), &vlen);
+    if (!v) return 0;
+    lua_pushlstring(L, v, vlen);
+    return 1;
+}
+
+static void default_type(struct mw_req *req, const char *ctype)
+{
+    if (!mw_response_get(&req->res, "content-type", NULL))
+        mw_response_add(&req->res, "Content-Type", 12, ctype, strlen(ctype), 1);
+}
+
+static int finish_send(lua_State *L, struct mw_req *req, const char *body, size_t len)
+{
+    int rc = mw_req_send(req, body, len);
+    if (rc == MW_EGONE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc) return raise_state(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* res:send([body]) -> true, or false if the client left. Raises if the
+ * response was already sent or started. */
+static int res_send(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 2, "", &len);
+    if (req->res_state == MW_RES_DONE) return raise_state(L, MW_EDONE);
+    if (req->res_state == MW_RES_STREAMING) return raise_state(L, MW_ESTARTED);
+    default_type(req, "text/plain; charset=utf-8");
+    return finish_send(L, req, body, len);
+}
+
+/* res:json(value) -> like send, with the value encoded (mw.json). */
+static int res_json(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    luaL_checkany(L, 2);
+    if (req->res_state == MW_RES_DONE) return raise_state(L, MW_EDONE);
+    if (req->res_state == MW_RES_STREAMING) return raise_state(L, MW_ESTARTED);
+    mw_lua_json_encode(L, 2);
+    size_t len;
+    const char *body = lua_tolstring(L, -1, &len);
+    default_type(req, "application/json");
+    return finish_send(L, req, body, len);
+}
+
+/* res:write(chunk) -> true, or false if the client left. Waits while more
+ * than max_queued_bytes are queued to a slow client; outside a coroutine
+ * that can wait, such a client is dropped instead. */
+static int res_write(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    if (req->res_state == MW_RES_NONE) default_type(req, "text/plain; charset=utf-8");
+    int rc = mw_req_write(req, data, len);
+    if (rc == MW_EGONE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc) return raise_state(L, rc);
+    if (mw_req_queue_full(req)) {
+        struct mw_co *co = mw_co_current(L);
+        if (!co || co->T != L || !lua_isyieldable(L)) {
+            mw_log_warn("req %s: client fell more than %zu bytes behind; dropping it", req->id,
+                        req->srv->limits.max_queued_bytes);
+            mw_conn_close(req->conn, "client too slow");
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        /* push what is queued now, so draining can start */
+        mw_server_sweep(req->srv);
+        if (req->conn && mw_req_queue_full(req)) return park(L, req, MW_WAIT_DRAIN);
+        if (!req->conn) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* res:finish() -> true, or false if the client left. */
+static int res_finish(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    if (req->res_state == MW_RES_DONE) return raise_state(L, MW_EDONE);
+    if (req->res_state == MW_RES_NONE) default_type(req, "text/plain; charset=utf-8");
+    int rc = mw_req_finish(req);
+    if (rc == MW_EGONE || rc == MW_ELENGTH) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (rc) return raise_state(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* res:started() -> true once the head was sent */
+static int res_started(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    lua_pushboolean(L, req->res_state != MW_RES_NONE);
+    return 1;
+}
+
+/* internal: res:_state() -> "none" | "streaming" | "done" */
+static int res_state(lua_State *L)
+{
+    struct mw_req *req = get_req(L, 1, RES_MT);
+    static const char *names[] = {"none", "streaming", "done"};
+    lua_pushstring(L, req ? names[req->res_state] : "done");
+    lua_pushboolean(L, req && req->conn);
+    return 2;
+}
+
+/* internal: res:_reset() drops status and headers before an error page */
+static int res_reset(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    if (req->res_state == MW_RES_NONE) mw_response_reset(&req->res);
+    return 0;
+}
+
+/* internal: res:_abort() cuts a started response short */
+static int res_abort(lua_State *L)
+{
+    struct mw_req *req = get_req(L, 1, RES_MT);
+    if (req) mw_req_abort(req);
+    return 0;
+}
+
+/* internal: res:_close_after() closes the connection after this response */
+static int res_close_after(lua_State *L)
+{
+    struct mw_req *req = check_res(L);
+    req->close_after = 1;
+    return 0;
+}
+
+static int res_tostring(lua_State *L)
+{
+    struct mw_req *req = get_req(L, 1, RES_MT);
+    static const char *names[] = {"not started", "streaming", "sent"};
+    if (!req)
+        lua_pushliteral(L, "moonwire.res (finished)");
+    else
+        lua_pushfstring(L, "moonwire.res %s (%s%s)", req->id, names[req->res_state],
+                        req->conn ? "" : ", client gone");
+    return 1;
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static void handler_done(struct mw_co *co, const char *err, void *ud)
+{
+    struct mw_req *req = ud;
+    if (err) {
+        /* The dispatcher catches handler errors; this is its own failure. */
+        mw_log_error("req %s: dispatcher failed: %s", req->id, err);
+        if (req->conn && req->res_state == MW_RES_NONE) {
+            mw_response_reset(&req->res);
+            req->res.status = 500;
+            req->close_after = 1;
+            default_type(req, "text/plain; charset=utf-8");
+            mw_req_send(req, "500 Internal Server Error\n", 26);
+        } else if (req->conn && req->res_state == MW_RES_STREAMING) {
+            mw_req_abort(req);
+        }
+    }
+    mw_req_handler_done(req);
+}
+
+static _Thread_local struct mw_path scratch_path;
+
+void mw_lua_req_dispatch(struct mw_req *req)
+{
+    struct mw_vm *vm = mw_vm_of(NULL);
+    struct mw_co *co = mw_co_new(vm, "handler", handler_done, req);
+    lua_State *T = co->T;
+    lua_rawgeti(T, LUA_REGISTRYINDEX, vm->dispatch_ref);
+    lua_rawgeti(T, LUA_REGISTRYINDEX, vm->app_ref);
+
+    /* stack: dispatch, app */
+    push_cell_ud(T, req, REQ_MT, 1);
+    lua_createtable(T, 0, 8);
+    lua_pushlstring(T, req->hbuf.data + req->method.off, req->method.len);
+    lua_setfield(T, -2, "method");
+    int rc = mw_path_parse(&scratch_path, req->hbuf.data + req->target.off, req->target.len);
+    if (rc == MW_URL_OK) {
+        lua_pushlstring(T, scratch_path.text.data, scratch_path.text.len);
+        lua_setfield(T, -2, "path");
+    }
+    lua_setiuservalue(T, -2, 1);
+    push_cell_ud(T, req, RES_MT, 0);
+    if (rc == MW_URL_OK) {
+        lua_createtable(T, (int)scratch_path.nsegs, 0);
+        for (size_t i = 0; i < scratch_path.nsegs; i++) {
+            lua_pushlstring(T, scratch_path.text.data + scratch_path.segs[i].off,
+                            scratch_path.segs[i].len);
+            lua_rawseti(T, -2, (lua_Integer)i + 1);
+        }
+        lua_pushboolean(T, scratch_path.trailing_slash);
+    } else {
+        lua_pushnil(T);
+        lua_pushstring(T, mw_url_strerror(rc));
+    }
+    mw_co_start(co, 5); /* app, req, res, segments, trailing-slash or error */
+}
+
+void mw_lua_open_req(lua_State *L)
+{
+    static const luaL_Reg req_methods[] = {{"body", req_body},
+                                           {"chunks", req_chunks},
+                                           {"header", req_header},
+                                           {"query_all", req_query_all},
+                                           {"_set_body_limit", req_set_body_limit},
+                                           {NULL, NULL}};
+    static const luaL_Reg res_methods[] = {{"status", res_status},
+                                           {"header", res_header},
+                                           {"add_header", res_add_header},
+                                           {"get_header", res_get_header},
+                                           {"send", res_send},
+                                           {"json", res_json},
+                                           {"write", res_write},
+                                           {"finish", res_finish},
+                                           {"started", res_started},
+                                           {"_state", res_state},
+                                           {"_reset", res_reset},
+                                           {"_abort", res_abort},
+                                           {"_close_after", res_close_after},
+                                           {NULL, NULL}};
+    /* stack: core */
+    luaL_newmetatable(L, REQ_MT);
+    lua_pushcfunction(L, req_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, req_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, req_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newlib(L, req_methods);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &req_methods_key);
+    lua_setfield(L, -2, "req_methods");
+
+    luaL_newmetatable(L, RES_MT);
+    luaL_newlib(L, res_methods);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &res_methods_key);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "res_methods");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, handle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, res_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}

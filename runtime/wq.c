@@ -1,0 +1,177 @@
+/* wq.c - write queue: coalescing, shared segments, try_write then write. */
+#include "wq.h"
+#include "buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MW_WQ_CHUNK_BYTES 16384 /* small copies coalesce into chunks this big */
+#define MW_WQ_MAX_IOV 64        /* segments per write call */
+
+struct mw_shared *mw_shared_new(const void *data, size_t len)
+{
+    struct mw_shared *s = mw_xmalloc(sizeof *s + len);
+    s->refs = 1;
+    s->len = len;
+    if (len) memcpy(s->data, data, len);
+    return s;
+}
+
+void mw_shared_ref(struct mw_shared *s)
+{
+    s->refs++;
+}
+
+void mw_shared_unref(struct mw_shared *s)
+{
+    if (--s->refs == 0) free(s);
+}
+
+struct write_req {
+    uv_write_t req;
+    struct mw_wq *wq;
+    size_t bytes;
+    size_t nsegs;
+    struct mw_seg segs[];
+};
+
+void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done)
+{
+    memset(wq, 0, sizeof *wq);
+    wq->on_done = on_done;
+}
+
+static void seg_release(struct mw_seg *s)
+{
+    free(s->mem);
+    if (s->shared) mw_shared_unref(s->shared);
+}
+
+static struct mw_seg *push(struct mw_wq *wq)
+{
+    if (wq->npending == wq->cap) {
+        wq->cap = wq->cap ? wq->cap * 2 : 8;
+        wq->pending = mw_xrealloc(wq->pending, wq->cap * sizeof *wq->pending);
+    }
+    struct mw_seg *s = &wq->pending[wq->npending++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+char *mw_wq_reserve(struct mw_wq *wq, size_t len)
+{
+    struct mw_seg *last = wq->npending ? &wq->pending[wq->npending - 1] : NULL;
+    /* Only a pending segment's memory may grow: in-flight ones belong to libuv. */
+    if (!last || !last->mem || last->base != last->mem || last->cap - last->len < len) {
+        last = push(wq);
+        last->cap = len > MW_WQ_CHUNK_BYTES ? len : MW_WQ_CHUNK_BYTES;
+        last->mem = last->base = mw_xmalloc(last->cap);
+    }
+    char *dst = last->base + last->len;
+    last->len += len;
+    wq->queued_bytes += len;
+    return dst;
+}
+
+void mw_wq_copy(struct mw_wq *wq, const void *data, size_t len)
+{
+    if (len) memcpy(mw_wq_reserve(wq, len), data, len);
+}
+
+void mw_wq_shared(struct mw_wq *wq, struct mw_shared *sh)
+{
+    if (!sh->len) return;
+    struct mw_seg *s = push(wq);
+    mw_shared_ref(sh);
+    s->shared = sh;
+    s->base = sh->data;
+    s->len = sh->len;
+    wq->queued_bytes += sh->len;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct mw_wq *wq = w->wq;
+    for (size_t i = 0; i < w->nsegs; i++) seg_release(&w->segs[i]);
+    wq->queued_bytes -= w->bytes;
+    wq->writes_in_flight--;
+    free(w);
+    if (wq->on_done) wq->on_done(wq, status);
+}
+
+/* Drops the first `n` bytes of pending data, which reached the socket. */
+static void advance(struct mw_wq *wq, size_t n)
+{
+    size_t i = 0;
+    wq->queued_bytes -= n;
+    while (i < wq->npending && n >= wq->pending[i].len) {
+        n -= wq->pending[i].len;
+        seg_release(&wq->pending[i]);
+        i++;
+    }
+    if (i < wq->npending && n) {
+        wq->pending[i].base += n;
+        wq->pending[i].len -= n;
+    }
+    memmove(wq->pending, wq->pending + i, (wq->npending - i) * sizeof *wq->pending);
+    wq->npending -= i;
+}
+
+int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream)
+{
+    uv_buf_t iov[MW_WQ_MAX_IOV];
+    while (wq->npending) {
+        size_t n = wq->npending < MW_WQ_MAX_IOV ? wq->npending : MW_WQ_MAX_IOV;
+        size_t bytes = 0;
+        for (size_t i = 0; i < n; i++) {
+            iov[i] = uv_buf_init(wq->pending[i].base, (unsigned)wq->pending[i].len);
+            bytes += wq->pending[i].len;
+        }
+        if (!wq->writes_in_flight) {
+            int w = uv_try_write(stream, iov, (unsigned)n);
+            if (w < 0 && w != UV_EAGAIN) return w;
+            if (w > 0) {
+                advance(wq, (size_t)w);
+                if ((size_t)w == bytes) continue;
+                /* the socket is full: queue the rest */
+                n = wq->npending < MW_WQ_MAX_IOV ? wq->npending : MW_WQ_MAX_IOV;
+                bytes = 0;
+                for (size_t i = 0; i < n; i++) {
+                    iov[i] = uv_buf_init(wq->pending[i].base, (unsigned)wq->pending[i].len);
+                    bytes += wq->pending[i].len;
+                }
+            }
+        }
+        struct write_req *w = mw_xmalloc(sizeof *w + n * sizeof(struct mw_seg));
+        w->wq = wq;
+        w->bytes = bytes;
+        w->nsegs = n;
+        memcpy(w->segs, wq->pending, n * sizeof(struct mw_seg));
+        int rc = uv_write(&w->req, stream, iov, (unsigned)n, on_write);
+        if (rc) {
+            free(w);
+            return rc;
+        }
+        wq->writes_in_flight++;
+        memmove(wq->pending, wq->pending + n, (wq->npending - n) * sizeof *wq->pending);
+        wq->npending -= n;
+    }
+    return 0;
+}
+
+int mw_wq_idle(const struct mw_wq *wq)
+{
+    return wq->npending == 0 && wq->writes_in_flight == 0;
+}
+
+void mw_wq_free(struct mw_wq *wq)
+{
+    for (size_t i = 0; i < wq->npending; i++) {
+        wq->queued_bytes -= wq->pending[i].len;
+        seg_release(&wq->pending[i]);
+    }
+    free(wq->pending);
+    wq->pending = NULL;
+    wq->npending = wq->cap = 0;
+}
