@@ -92,7 +92,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void mw_conn_read_start(struct mw_conn *conn)
 {
-    if (conn->reading || conn->state == MW_CONN_CLOSING) return;
+    /* after EOF a read would only report it again, as if it were news */
+    if (conn->reading || conn->eof || conn->state == MW_CONN_CLOSING) return;
     if (uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) == 0) conn->reading = 1;
 }
 
@@ -103,10 +104,21 @@ void mw_conn_read_stop(struct mw_conn *conn)
     conn->reading = 0;
 }
 
+/* Timers are lazy: setting one records a deadline and only touches the
+ * libuv timer when it must fire sooner than already scheduled. A request
+ * sets and clears several deadlines; this keeps that off the timer heap.
+ * When the timer fires early for a moved deadline, it re-arms itself. */
 static void on_timer(uv_timer_t *t)
 {
     struct mw_conn *conn = t->data;
     int kind = conn->timer_kind;
+    if (kind == MW_TIMER_NONE) return;
+    uint64_t now = uv_now(t->loop);
+    if (conn->deadline_ms > now) {
+        conn->timer_due_ms = conn->deadline_ms;
+        uv_timer_start(t, on_timer, conn->deadline_ms - now, 0);
+        return;
+    }
     conn->timer_kind = MW_TIMER_NONE;
     if (kind == MW_TIMER_LINGER) {
         mw_conn_close(conn, "linger timeout");
@@ -119,13 +131,17 @@ static void on_timer(uv_timer_t *t)
 void mw_conn_set_timer(struct mw_conn *conn, int kind, uint64_t ms)
 {
     if (conn->state == MW_CONN_CLOSING) return;
-    conn->timer_kind = kind;
     if (kind == MW_TIMER_NONE || ms == 0) {
         conn->timer_kind = MW_TIMER_NONE;
-        uv_timer_stop(&conn->timer);
         return;
     }
-    uv_timer_start(&conn->timer, on_timer, ms, 0);
+    conn->timer_kind = kind;
+    uint64_t now = uv_now(conn->srv->loop);
+    conn->deadline_ms = now + ms;
+    if (!uv_is_active((uv_handle_t *)&conn->timer) || conn->timer_due_ms > conn->deadline_ms) {
+        conn->timer_due_ms = conn->deadline_ms;
+        uv_timer_start(&conn->timer, on_timer, ms, 0);
+    }
 }
 
 void mw_conn_accept(struct mw_server *srv)

@@ -45,6 +45,8 @@ struct mw_conn {
     int refs;                      /* deferred-work entries and other holders */
     int work;                      /* MW_WORK_* flags queued */
     int timer_kind;                /* enum mw_conn_timer */
+    uint64_t deadline_ms;          /* when timer_kind fires (loop time) */
+    uint64_t timer_due_ms;         /* when the libuv timer is scheduled */
     int reading;                   /* uv_read_start is active */
     int shut;                      /* uv_shutdown issued */
     int eof;                       /* the client sent FIN */
@@ -53,6 +55,7 @@ struct mw_conn {
     size_t rcap, rlen, rpos;
     llhttp_t parser;
     int parse_blocked;             /* paused at a message end until its response is done */
+    int pipelined;                 /* the request in progress was sent before the previous answer */
     struct mw_req *req;            /* request being received or answered */
 
     struct mw_wq wq;

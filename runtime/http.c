@@ -38,18 +38,44 @@ static struct mw_req *cur(llhttp_t *p)
 
 /* ---------------------------------------------------------------- request */
 
+/* Finished requests are kept, buffers and all, for the next ones. Their
+ * memory is never freed while Lua runs: a `req` or `res` handle that
+ * outlives its request holds (pointer, generation), and the generation
+ * bumped here tells it the request is over. That costs no finalizer and
+ * no shared cell per request; the pool holds the peak of concurrency. */
+#define MW_REQ_KEEP_BYTES 65536 /* larger buffers are freed, not kept */
+static _Thread_local struct mw_req *req_pool;
+static _Thread_local int req_pool_len;
+
 static struct mw_req *req_new(struct mw_conn *conn)
 {
     struct mw_server *srv = conn->srv;
-    struct mw_req *req = mw_xcalloc(1, sizeof *req);
+    struct mw_req *req = req_pool;
+    if (req) {
+        req_pool = req->pool_next;
+        req_pool_len--;
+        struct mw_buf hbuf = req->hbuf, body = req->body;
+        struct mw_req_header *hdrs = req->hdrs;
+        size_t hcap = req->hcap;
+        struct mw_response res = req->res;
+        uint32_t gen = req->gen;
+        memset(req, 0, sizeof *req);
+        req->gen = gen;
+        req->hbuf = hbuf;
+        req->body = body;
+        req->hdrs = hdrs;
+        req->hcap = hcap;
+        req->res = res;
+        mw_response_reset(&req->res);
+    } else {
+        req = mw_xcalloc(1, sizeof *req);
+        mw_buf_init(&req->hbuf);
+        mw_buf_init(&req->body);
+        mw_response_init(&req->res);
+    }
     req->conn = conn;
     req->srv = srv;
-    req->cell = mw_cell_new(req);
     req->seq = ++srv->next_req_id;
-    snprintf(req->id, sizeof req->id, "%s-%llu", srv->id_prefix, (unsigned long long)req->seq);
-    mw_buf_init(&req->hbuf);
-    mw_buf_init(&req->body);
-    mw_response_init(&req->res);
     req->body_limit = srv->limits.max_body_bytes;
     req->content_length = -1;
     req->res_remaining = -1;
@@ -58,12 +84,37 @@ static struct mw_req *req_new(struct mw_conn *conn)
 
 static void req_free(struct mw_req *req)
 {
-    mw_buf_free(&req->hbuf);
-    mw_buf_free(&req->body);
-    mw_response_free(&req->res);
-    free(req->hdrs);
-    mw_cell_clear(req->cell, req->res_state == MW_RES_DONE ? MW_CELL_DONE : MW_CELL_GONE);
-    free(req);
+    req->gen++;
+    if (req->hbuf.cap > MW_REQ_KEEP_BYTES) mw_buf_free(&req->hbuf);
+    if (req->res.store.cap > MW_REQ_KEEP_BYTES) mw_response_free(&req->res);
+    if (req->body.cap > MW_REQ_KEEP_BYTES) mw_buf_free(&req->body);
+    req->hbuf.len = req->body.len = 0;
+    req->nhdrs = 0;
+    req->pool_next = req_pool;
+    req_pool = req;
+    req_pool_len++;
+}
+
+void mw_http_release_pool(void)
+{
+    while (req_pool) {
+        struct mw_req *req = req_pool;
+        req_pool = req->pool_next;
+        mw_buf_free(&req->hbuf);
+        mw_buf_free(&req->body);
+        mw_response_free(&req->res);
+        free(req->hdrs);
+        free(req);
+    }
+    req_pool_len = 0;
+}
+
+const char *mw_req_id(struct mw_req *req)
+{
+    if (!req->id[0])
+        snprintf(req->id, sizeof req->id, "%s-%llu", req->srv->id_prefix,
+                 (unsigned long long)req->seq);
+    return req->id;
 }
 
 /* Detaches req from its connection; frees it unless its handler runs. */
@@ -154,7 +205,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     }
     struct mw_req_header *h = &req->hdrs[req->nhdrs - 1];
     char *dst = mw_buf_reserve(&req->hbuf, len);
-    for (size_t i = 0; i < len; i++) dst[i] = (char)tolower((unsigned char)at[i]);
+    for (size_t i = 0; i < len; i++) {
+        /* llhttp, not in strict mode, lets "Name :" through with the blank
+         * kept in the name; RFC 9112, 5.1 requires a 400 */
+        if (at[i] == ' ' || at[i] == '\t') {
+            pstate.error_status = 400;
+            llhttp_set_error_reason(p, "whitespace in a header name");
+            return HPE_USER;
+        }
+        dst[i] = (char)tolower((unsigned char)at[i]);
+    }
     req->hbuf.len += len;
     h->name.len += len;
     return count_header_bytes(p, req, len + 4); /* ": " and CRLF */
@@ -212,6 +272,13 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     struct mw_req *req = conn->req;
     req->body_received += len;
     mw_conn_set_timer(conn, MW_TIMER_IDLE, conn->srv->limits.idle_timeout_ms);
+    if (req->res_state == MW_RES_DONE && req->body_received > req->body_limit) {
+        /* Answered before the body came: what follows is read only to be
+         * thrown away, and an endless chunked body must not keep us busy. */
+        pstate.error_status = 413;
+        llhttp_set_error_reason(p, "request body too large");
+        return HPE_USER;
+    }
     if (req->res_state == MW_RES_DONE || req->body_too_large) return 0; /* nobody will read it */
     if (req->body_received > req->body_limit) {
         req->body_too_large = 1;
@@ -281,9 +348,24 @@ static void send_error(struct mw_conn *conn, int status, const char *why)
     mw_conn_end(conn);
 }
 
+/* A client that asked for 100 Continue and gets a final answer first may
+ * send its body anyway or not at all, so the connection cannot carry
+ * another request; the answer says so (RFC 9110, 10.1.1). */
+static int refused_continue(const struct mw_req *req)
+{
+    return req->expect_continue && !req->continue_sent && !req->message_done;
+}
+
+/* The declared body is over the route's limit: nobody will read it. */
+static int declared_too_large(const struct mw_req *req)
+{
+    return req->content_length > 0 && (unsigned long long)req->content_length > req->body_limit;
+}
+
 static int should_close(const struct mw_req *req)
 {
-    return !req->keep_alive || req->close_after || req->srv->shutting_down;
+    return !req->keep_alive || req->close_after || req->srv->shutting_down ||
+           refused_continue(req) || declared_too_large(req);
 }
 
 static void write_head(struct mw_req *req, long long content_length, int chunked)
@@ -314,8 +396,9 @@ static void retire(struct mw_conn *conn, struct mw_req *req)
         return;
     }
     conn->parse_blocked = 0;
+    conn->pipelined = conn->rpos < conn->rlen;
     mw_conn_set_timer(conn, MW_TIMER_IDLE, conn->srv->limits.idle_timeout_ms);
-    if (conn->rpos < conn->rlen) mw_conn_defer(conn, MW_WORK_FEED);
+    if (conn->pipelined) mw_conn_defer(conn, MW_WORK_FEED);
     mw_conn_read_start(conn);
 }
 
@@ -326,7 +409,7 @@ static void response_complete(struct mw_req *req)
     queue_flush(conn);
     if (req->message_done) {
         retire(conn, req);
-    } else if (req->body_too_large || (req->expect_continue && !req->continue_sent) ||
+    } else if (req->body_too_large || declared_too_large(req) || refused_continue(req) ||
                req->close_after) {
         /* the rest of the body would only be read to be thrown away */
         mw_conn_end(conn);
@@ -438,6 +521,23 @@ void mw_req_park(struct mw_req *req, struct mw_co *co, int wait)
 
 /* -------------------------------------------------------------- parsing */
 
+/* A target the router cannot split (a bad escape, %00, ".." above the
+ * root, not origin-form) makes a malformed request: the dispatcher still
+ * answers it (a 400 that app:on_error may shape), then the connection ends
+ * as after the parser's own 400s. Only a target with '%', "/." or no
+ * leading '/' can fail, so the common one is not parsed twice (the
+ * dispatcher parses it too). */
+static int target_malformed(const struct mw_req *req)
+{
+    static _Thread_local struct mw_path path;
+    const char *t = req->hbuf.data + req->target.off;
+    size_t len = req->target.len;
+    int suspect = len == 0 || t[0] != '/';
+    for (size_t i = 0; i < len && !suspect && t[i] != '?' && t[i] != '#'; i++)
+        suspect = t[i] == '%' || (t[i] == '.' && t[i - 1] == '/');
+    return suspect && mw_path_parse(&path, t, len) != MW_URL_OK;
+}
+
 static void on_headers(struct mw_conn *conn, struct mw_req *req)
 {
     /* while a body is expected, the idle limit applies to its progress */
@@ -447,7 +547,7 @@ static void on_headers(struct mw_conn *conn, struct mw_req *req)
         send_error(conn, 505, "unsupported HTTP version");
         return;
     }
-    if (conn->srv->shutting_down) req->close_after = 1;
+    if (conn->srv->shutting_down || target_malformed(req)) req->close_after = 1;
     req->handler_running = 1;
     mw_lua_req_dispatch(req);
 }
@@ -525,6 +625,9 @@ void mw_http_eof(struct mw_conn *conn)
         mw_conn_close(conn, "client closed mid-request");
     } else if (req->res_state == MW_RES_DONE) {
         mw_conn_end(conn);
+    } else if (conn->pipelined) {
+        /* The last of a pipelined batch: the FIN ends the batch, not the
+         * wait for its answers; retire() ends the connection after it. */
     } else {
         /* The client left while its request was being handled: parked
          * waits end now, not at the next write. */

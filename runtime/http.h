@@ -8,7 +8,6 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "cell.h"
 #include "response.h"
 #include "url.h"
 
@@ -36,10 +35,11 @@ struct mw_req_header {
 
 struct mw_req {
     struct mw_conn *conn;  /* NULL once the connection is gone */
-    struct mw_cell *cell;  /* shared with the Lua req and res handles */
+    uint32_t gen;          /* bumped when the request ends; Lua handles hold (req, gen) */
     struct mw_server *srv;
     uint64_t seq;          /* per-process request number */
-    char id[32];           /* "prefix-seq", for logs and error bodies */
+    char id[32];           /* "prefix-seq", made on first use (mw_req_id) */
+    struct mw_req *pool_next; /* free list link while pooled */
 
     struct mw_buf hbuf;    /* method, target, header names and values */
     struct mw_span method, target;
@@ -102,6 +102,11 @@ void mw_req_continue(struct mw_req *req);
 /* Ends a started response abnormally: the client sees truncation. */
 void mw_req_abort(struct mw_req *req);
 int mw_req_queue_full(const struct mw_req *req);
+/* Frees the pool of finished requests; only after the Lua state is closed,
+ * since handles may point into it until then. */
+void mw_http_release_pool(void);
+/* The request's id for logs and error pages ("prefix-seq"). */
+const char *mw_req_id(struct mw_req *req);
 /* The handler's coroutine finished; frees the request if nothing holds it. */
 void mw_req_handler_done(struct mw_req *req);
 /* Header lookup by lower-case name; repeats joined by ", " into out. */

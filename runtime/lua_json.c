@@ -14,11 +14,12 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define JSON_MAX_DEPTH 128
 static const char SENTINEL[] = "\xED\xA0\x80";
-static char decode_key; /* cjson.decode */
+static char decode_key; /* decode of our own cjson instance */
 
 static void push_array_mt(lua_State *L)
 {
@@ -64,10 +65,16 @@ static int enc_number(lua_State *L, struct mw_buf *b, int idx)
     } else {
         lua_Number v = lua_tonumber(L, idx);
         if (isnan(v) || isinf(v)) return luaL_error(L, "mw.json: cannot encode %f", (double)v);
-        if (v == floor(v) && fabs(v) < 1e15)
+        if (v == floor(v) && fabs(v) < 1e15) {
             n = snprintf(tmp, sizeof tmp, "%.0f", (double)v);
-        else
-            n = snprintf(tmp, sizeof tmp, "%.17g", (double)v);
+        } else {
+            /* the shortest form that reads back as the same double: 0.1, not
+             * 0.10000000000000001 */
+            for (int prec = 15; prec <= 17; prec++) {
+                n = snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+                if (strtod(tmp, NULL) == v) break;
+            }
+        }
     }
     mw_buf_append(b, tmp, (size_t)n);
     return 0;
@@ -262,22 +269,70 @@ static void fix_value(lua_State *L, int idx, int depth)
     }
 }
 
-/* Rewrites every `[` ws* `]` outside strings. Returns 1 if any was found. */
-static int rewrite_empty_arrays(const char *s, size_t len, struct mw_buf *out)
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The end of the JSON number starting at i, or 0 if it is malformed:
+ * -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and nothing number-like
+ * after it. (cjson hands numbers to strtod, which also takes "1." and "-.5".) */
+static size_t number_end(const char *s, size_t len, size_t i)
+{
+    if (i < len && s[i] == '-') i++;
+    if (i >= len || !is_digit(s[i])) return 0;
+    if (s[i] == '0')
+        i++;
+    else
+        while (i < len && is_digit(s[i])) i++;
+    if (i < len && s[i] == '.') {
+        if (++i >= len || !is_digit(s[i])) return 0;
+        while (i < len && is_digit(s[i])) i++;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-')) i++;
+        if (i >= len || !is_digit(s[i])) return 0;
+        while (i < len && is_digit(s[i])) i++;
+    }
+    if (i < len && (is_digit(s[i]) || s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' ||
+                    s[i] == '-'))
+        return 0;
+    return i;
+}
+
+/* Checks what cjson lets through (control characters inside strings,
+ * malformed numbers) and rewrites every `[` ws* `]` outside strings.
+ * Returns 1 if any was rewritten, 0 if not, -1 with *bad (0-based) and
+ * *why set if the input is not JSON. */
+static int prepare(const char *s, size_t len, struct mw_buf *out, size_t *bad, const char **why)
 {
     int in_str = 0, found = 0;
     size_t copied = 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (in_str) {
-            if (c == '\\')
+            if ((unsigned char)c < 0x20) {
+                *bad = i;
+                *why = "unescaped control character in a string";
+                return -1;
+            } else if (c == '\\') {
                 i++;
-            else if (c == '"')
+            } else if (c == '"') {
                 in_str = 0;
+            }
             continue;
         }
         if (c == '"') {
             in_str = 1;
+        } else if (c == '-' || is_digit(c)) {
+            size_t j = number_end(s, len, i);
+            if (!j) {
+                *bad = i;
+                *why = "malformed number";
+                return -1;
+            }
+            i = j - 1;
         } else if (c == '[') {
             size_t j = i + 1;
             while (j < len && (s[j] == ' ' || s[j] == '\t' || s[j] == '\n' || s[j] == '\r')) j++;
@@ -307,8 +362,18 @@ int mw_lua_json_decode(lua_State *L, const char *s, size_t len)
     mw_buf_init(b);
     luaL_setmetatable(L, "moonwire.jsonbuf");
     /* stack: buf */
+    size_t bad = 0;
+    const char *why = NULL;
+    int found = prepare(s, len, b, &bad, &why);
+    if (found < 0) {
+        mw_buf_free(b);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON: %s at character %I", why, (lua_Integer)bad + 1);
+        return 2;
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &decode_key);
-    if (rewrite_empty_arrays(s, len, b))
+    if (found)
         lua_pushlstring(L, b->data, b->len);
     else
         lua_pushlstring(L, s, len);
@@ -376,12 +441,19 @@ void mw_lua_open_json(lua_State *L)
     lua_setfield(L, -2, "__name");
     lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
 
+    /* An instance of our own (cjson.new), so strict settings do not change
+     * the cjson an app may require: no NaN, Infinity, hex or leading zeros. */
     lua_getglobal(L, "require"); /* cjson is in package.preload */
     lua_pushliteral(L, "cjson");
     lua_call(L, 1, 1);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode_invalid_numbers");
+    lua_pushboolean(L, 0);
+    lua_call(L, 1, 0);
     lua_getfield(L, -1, "decode");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &decode_key);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
 
     /* stack: core */
     luaL_newlib(L, funcs);

@@ -1,7 +1,9 @@
 /* lua_req.c - the `req` and `res` handles.
  *
- * Both are userdata holding the request's shared cell, so they may outlive
- * the connection: after the client leaves, writes return false and a call
+ * Both are userdata holding (request, generation): requests are pooled and
+ * never freed while Lua runs, and a handle whose generation no longer
+ * matches belongs to a request that is over. So they may outlive the
+ * connection: after the client leaves, writes return false and a call
  * waiting for the client raises `closed`. `req` keeps its fields in a user
  * value table: method and path are set at creation, the rest (headers,
  * query, cookies, ...) computed on first use, and apps may add their own.
@@ -22,13 +24,29 @@
 #define RES_MT "moonwire.res"
 
 static char req_methods_key, res_methods_key;
+/* The metatables, also kept under light keys: every method call checks its
+ * receiver, and a lookup by pointer skips interning the name. */
+static char req_mt_key, res_mt_key;
 
 /* ------------------------------------------------------------- accessors */
 
+struct handle {
+    struct mw_req *req;
+    uint32_t gen;
+};
+
 static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
 {
-    struct mw_cell **ud = luaL_checkudata(L, idx, mt);
-    return *ud ? (*ud)->obj : NULL;
+    void *key = mt[11] == 'q' ? (void *)&req_mt_key : (void *)&res_mt_key; /* moonwire.re[qs] */
+    struct handle *ud = lua_touserdata(L, idx);
+    int ok = 0;
+    if (ud && lua_getmetatable(L, idx)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!ok) luaL_typeerror(L, idx, mt);
+    return ud->req->gen == ud->gen ? ud->req : NULL;
 }
 
 /* The request, or a raised error if its record is gone (only after the
@@ -47,21 +65,14 @@ static struct mw_req *check_req(lua_State *L)
     return req;
 }
 
-static int push_cell_ud(lua_State *L, struct mw_req *req, const char *mt, int nuv)
+static int push_handle(lua_State *L, struct mw_req *req, void *mt_key, int nuv)
 {
-    struct mw_cell **ud = lua_newuserdatauv(L, sizeof *ud, nuv);
-    *ud = req->cell;
-    mw_cell_ref(req->cell);
-    luaL_setmetatable(L, mt);
+    struct handle *ud = lua_newuserdatauv(L, sizeof *ud, nuv);
+    ud->req = req;
+    ud->gen = req->gen;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, mt_key);
+    lua_setmetatable(L, -2);
     return 1;
-}
-
-static int handle_gc(lua_State *L)
-{
-    struct mw_cell **ud = lua_touserdata(L, 1);
-    if (*ud) mw_cell_unref(*ud);
-    *ud = NULL;
-    return 0;
 }
 
 /* ---------------------------------------------------------- waking waits */
@@ -163,8 +174,7 @@ static int req_body(lua_State *L)
 /* The iterator req:chunks() returns: the next piece of body, or nil. */
 static int chunks_next(lua_State *L)
 {
-    struct mw_cell *cell = *(struct mw_cell **)lua_touserdata(L, lua_upvalueindex(1));
-    struct mw_req *req = cell ? cell->obj : NULL;
+    struct mw_req *req = get_req(L, lua_upvalueindex(1), REQ_MT);
     if (!req) return 0;
     check_body_possible(L, req);
     if (req->body.len) {
@@ -358,7 +368,7 @@ static int compute_field(lua_State *L, struct mw_req *req, const char *k)
     } else if (strcmp(k, "target") == 0) {
         lua_pushlstring(L, req->hbuf.data + req->target.off, req->target.len);
     } else if (strcmp(k, "id") == 0) {
-        lua_pushstring(L, req->id);
+        lua_pushstring(L, mw_req_id(req));
     } else if (strcmp(k, "http_version") == 0) {
         lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
     } else if (strcmp(k, "remote_addr") == 0) {
@@ -404,7 +414,7 @@ static int req_tostring(lua_State *L)
         lua_pushliteral(L, "moonwire.req (finished)");
         return 1;
     }
-    lua_pushfstring(L, "moonwire.req %s %.*s%s", req->id, (int)req->target.len,
+    lua_pushfstring(L, "moonwire.req %s %.*s%s", mw_req_id(req), (int)req->target.len,
                     req->hbuf.data + req->target.off, req->conn ? "" : " (client gone)");
     return 1;
 }
@@ -433,10 +443,32 @@ static int res_status(lua_State *L)
     return 1;
 }
 
+/* Raises for a name that is not an RFC 9110 token, quoting it with control
+ * and non-ASCII bytes escaped so the message stays one printable line. */
+static int raise_bad_name(lua_State *L, const char *name, size_t nlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < nlen && i < 64; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            luaL_addchar(&b, (char)c);
+        } else {
+            char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+            luaL_addlstring(&b, esc, 4);
+        }
+    }
+    if (nlen > 64) luaL_addstring(&b, "...");
+    luaL_pushresult(&b);
+    return luaL_error(L, "invalid header name \"%s\" (a name is letters, digits and !#$%%&'*+-.^_`|~)",
+                      lua_tostring(L, -1));
+}
+
 static void check_header(lua_State *L, const char *name, size_t nlen, const char *value,
                          size_t vlen)
 {
-    if (!mw_header_name_ok(name, nlen)) luaL_error(L, "invalid header name %q", name);
+    if (!mw_header_name_ok(name, nlen)) raise_bad_name(L, name, nlen);
     if (!mw_header_value_ok(value, vlen))
         luaL_error(L, "header %s: value contains CR, LF or NUL", name);
 }
@@ -474,7 +506,7 @@ static int res_header(lua_State *L)
         }
         if (n == 0) mw_response_remove(&req->res, name);
     } else if (lua_isnil(L, 3)) {
-        if (!mw_header_name_ok(name, nlen)) return luaL_error(L, "invalid header name %q", name);
+        if (!mw_header_name_ok(name, nlen)) return raise_bad_name(L, name, nlen);
         mw_response_remove(&req->res, name);
     } else {
         const char *v = tostr_value(L, 3, &vlen);
@@ -516,8 +548,24 @@ static void default_type(struct mw_req *req, const char *ctype)
         mw_response_add(&req->res, "Content-Type", 12, ctype, strlen(ctype), 1);
 }
 
+/* send frames the body itself, so a Content-Length the app set would go
+ * out twice, perhaps disagreeing: it is dropped. Except on HEAD with no
+ * body given, where it says how long the GET body is (app:static does
+ * this): that length is sent instead (mw_req_send copies no body bytes
+ * for HEAD). */
 static int finish_send(lua_State *L, struct mw_req *req, const char *body, size_t len)
 {
+    size_t vlen;
+    const char *cl = mw_response_get(&req->res, "content-length", &vlen);
+    if (cl) {
+        if (req->is_head && len == 0) {
+            size_t n = 0, i = 0;
+            while (i < vlen && cl[i] >= '0' && cl[i] <= '9' && n < ((size_t)1 << 52))
+                n = n * 10 + (size_t)(cl[i++] - '0');
+            if (i == vlen && vlen > 0) len = n;
+        }
+        mw_response_remove(&req->res, "content-length");
+    }
     int rc = mw_req_send(req, body, len);
     if (rc == MW_EGONE) {
         lua_pushboolean(L, 0);
@@ -573,7 +621,7 @@ static int res_write(lua_State *L)
     if (mw_req_queue_full(req)) {
         struct mw_co *co = mw_co_current(L);
         if (!co || co->T != L || !lua_isyieldable(L)) {
-            mw_log_warn("req %s: client fell more than %zu bytes behind; dropping it", req->id,
+            mw_log_warn("req %s: client fell more than %zu bytes behind; dropping it", mw_req_id(req),
                         req->srv->limits.max_queued_bytes);
             mw_conn_close(req->conn, "client too slow");
             lua_pushboolean(L, 0);
@@ -596,7 +644,10 @@ static int res_finish(lua_State *L)
 {
     struct mw_req *req = check_res(L);
     if (req->res_state == MW_RES_DONE) return raise_state(L, MW_EDONE);
-    if (req->res_state == MW_RES_NONE) default_type(req, "text/plain; charset=utf-8");
+    if (req->res_state == MW_RES_NONE) {
+        default_type(req, "text/plain; charset=utf-8");
+        return finish_send(L, req, "", 0); /* nothing written: an empty send */
+    }
     int rc = mw_req_finish(req);
     if (rc == MW_EGONE || rc == MW_ELENGTH) {
         lua_pushboolean(L, 0);
@@ -656,7 +707,7 @@ static int res_tostring(lua_State *L)
     if (!req)
         lua_pushliteral(L, "moonwire.res (finished)");
     else
-        lua_pushfstring(L, "moonwire.res %s (%s%s)", req->id, names[req->res_state],
+        lua_pushfstring(L, "moonwire.res %s (%s%s)", mw_req_id(req), names[req->res_state],
                         req->conn ? "" : ", client gone");
     return 1;
 }
@@ -668,7 +719,7 @@ static void handler_done(struct mw_co *co, const char *err, void *ud)
     struct mw_req *req = ud;
     if (err) {
         /* The dispatcher catches handler errors; this is its own failure. */
-        mw_log_error("req %s: dispatcher failed: %s", req->id, err);
+        mw_log_error("req %s: dispatcher failed: %s", mw_req_id(req), err);
         if (req->conn && req->res_state == MW_RES_NONE) {
             mw_response_reset(&req->res);
             req->res.status = 500;
@@ -693,30 +744,44 @@ void mw_lua_req_dispatch(struct mw_req *req)
     lua_rawgeti(T, LUA_REGISTRYINDEX, vm->app_ref);
 
     /* stack: dispatch, app */
-    push_cell_ud(T, req, REQ_MT, 1);
+    push_handle(T, req, &req_mt_key, 1);
     lua_createtable(T, 0, 8);
     lua_pushlstring(T, req->hbuf.data + req->method.off, req->method.len);
-    lua_setfield(T, -2, "method");
-    int rc = mw_path_parse(&scratch_path, req->hbuf.data + req->target.off, req->target.len);
+    lua_pushvalue(T, -1);
+    lua_setfield(T, -3, "method");
+    lua_insert(T, -3);
+    /* stack: dispatch, app, method, req, fields */
+    struct mw_path *p = &scratch_path;
+    int rc = mw_path_parse(p, req->hbuf.data + req->target.off, req->target.len);
     if (rc == MW_URL_OK) {
-        lua_pushlstring(T, scratch_path.text.data, scratch_path.text.len);
+        lua_pushlstring(T, p->text.data, p->text.len);
         lua_setfield(T, -2, "path");
     }
     lua_setiuservalue(T, -2, 1);
-    push_cell_ud(T, req, RES_MT, 0);
+    push_handle(T, req, &res_mt_key, 0);
+    /* stack: dispatch, app, method, req, res */
+    lua_rotate(T, -3, 2);
+    /* stack: dispatch, app, req, res, method */
     if (rc == MW_URL_OK) {
-        lua_createtable(T, (int)scratch_path.nsegs, 0);
-        for (size_t i = 0; i < scratch_path.nsegs; i++) {
-            lua_pushlstring(T, scratch_path.text.data + scratch_path.segs[i].off,
-                            scratch_path.segs[i].len);
+        int slash = 0;
+        lua_createtable(T, (int)p->nsegs, 0);
+        for (size_t i = 0; i < p->nsegs; i++) {
+            const char *seg = p->text.data + p->segs[i].off;
+            slash |= memchr(seg, '/', p->segs[i].len) != NULL;
+            lua_pushlstring(T, seg, p->segs[i].len);
             lua_rawseti(T, -2, (lua_Integer)i + 1);
         }
-        lua_pushboolean(T, scratch_path.trailing_slash);
+        /* the router key: the path without its trailing slash, unless a
+         * segment holds an encoded "/" and the text would be ambiguous */
+        if (slash)
+            lua_pushnil(T);
+        else
+            lua_pushlstring(T, p->text.data, p->nsegs && p->trailing_slash ? p->text.len - 1 : p->text.len);
     } else {
         lua_pushnil(T);
         lua_pushstring(T, mw_url_strerror(rc));
     }
-    mw_co_start(co, 5); /* app, req, res, segments, trailing-slash or error */
+    mw_co_start(co, 6); /* app, req, res, method, segments and key, or nil and error */
 }
 
 void mw_lua_open_req(lua_State *L)
@@ -743,12 +808,12 @@ void mw_lua_open_req(lua_State *L)
                                            {NULL, NULL}};
     /* stack: core */
     luaL_newmetatable(L, REQ_MT);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
     lua_pushcfunction(L, req_index);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_newindex);
     lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, handle_gc);
-    lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, req_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
@@ -758,14 +823,14 @@ void mw_lua_open_req(lua_State *L)
     lua_setfield(L, -2, "req_methods");
 
     luaL_newmetatable(L, RES_MT);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &res_mt_key);
     luaL_newlib(L, res_methods);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &res_methods_key);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "res_methods");
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, handle_gc);
-    lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, res_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);

@@ -30,9 +30,14 @@ struct mw_timer {
 
 static _Thread_local struct mw_timer *live_timers;
 
+/* The loop, with its clock brought up to now: libuv times a timer from the
+ * time cached when this loop turn began, and a handler may run late in a
+ * busy turn, so without this a sleep could end that much early. */
 static uv_loop_t *vm_loop(lua_State *L)
 {
-    return mw_vm_of(L)->srv->loop;
+    uv_loop_t *loop = mw_vm_of(L)->srv->loop;
+    uv_update_time(loop);
+    return loop;
 }
 
 static uint64_t to_ms(lua_State *L, int idx)

@@ -9,12 +9,14 @@
 #include "buf.h"
 #include "mw_limits.h"
 #include "log.h"
+#include "lua_alloc.h"
 #include "lua_core.h"
 #include "server.h"
 
 #include <lauxlib.h>
 #include <lua-cjson.h>
 #include <lualib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,6 +62,13 @@ static int closed_tostring(lua_State *L)
 {
     lua_pushliteral(L, "closed");
     return 1;
+}
+
+/* An error outside any protected call: nothing can recover the state. */
+static int on_panic(lua_State *L)
+{
+    fprintf(stderr, "moonwire: unprotected Lua error: %s\n", lua_tostring(L, -1));
+    abort();
 }
 
 /* ------------------------------------------------------------ lualib path */
@@ -123,7 +132,11 @@ struct mw_vm *mw_vm_new(const char *app_path, int dev_mode)
     vm->app_ref = vm->dispatch_ref = LUA_NOREF;
     vm->dev_mode = dev_mode;
 
-    lua_State *L = vm->L = luaL_newstate();
+    lua_State *L = vm->L = lua_newstate(mw_lua_alloc, NULL);
+    lua_atpanic(L, on_panic);
+    /* Requests make many short-lived objects: the generational collector
+     * reclaims them young, without sweeping the long-lived app state. */
+    lua_gc(L, LUA_GCGEN, 0, 0);
     luaL_openlibs(L);
     *(struct mw_co **)lua_getextraspace(L) = NULL;
     set_paths(L, vm->app_dir);
@@ -188,7 +201,7 @@ void mw_vm_apply_limits(struct mw_vm *vm, struct mw_server *srv)
     lua_State *L = vm->L;
     struct mw_limits *l = &srv->limits;
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
-    lua_getfield(L, -1, "options");
+    lua_getfield(L, -1, "limits");
     if (lua_istable(L, -1)) {
         int t = lua_gettop(L);
         l->max_header_bytes = (size_t)opt_number(L, t, "max_header_bytes", (double)l->max_header_bytes);
@@ -214,15 +227,31 @@ struct mw_co *mw_co_current(lua_State *L)
     return *(struct mw_co **)lua_getextraspace(L);
 }
 
+/* Finished coroutines are kept for reuse: a request costs no new thread. */
+#define MW_CO_POOL_MAX 256
+static _Thread_local struct mw_co *co_pool;
+static _Thread_local int co_pool_len;
+
 struct mw_co *mw_co_new(struct mw_vm *vm, const char *what, mw_co_done_cb on_done, void *ud)
 {
-    struct mw_co *co = mw_xcalloc(1, sizeof *co);
+    struct mw_co *co = co_pool;
+    if (co) {
+        co_pool = co->ready_next;
+        co_pool_len--;
+        lua_State *T = co->T;
+        int ref = co->ref;
+        memset(co, 0, sizeof *co);
+        co->T = T;
+        co->ref = ref;
+    } else {
+        co = mw_xcalloc(1, sizeof *co);
+        co->T = lua_newthread(vm->L);
+        co->ref = mw_lua_ref(vm->L);
+    }
     co->vm = vm;
     co->what = what;
     co->on_done = on_done;
     co->ud = ud;
-    co->T = lua_newthread(vm->L);
-    co->ref = mw_lua_ref(vm->L);
     *(struct mw_co **)lua_getextraspace(co->T) = co;
     co->live_next = vm->live;
     if (vm->live) vm->live->live_prev = co;
@@ -238,8 +267,26 @@ static void co_finish(struct mw_co *co, const char *err)
     if (vm->live == co) vm->live = co->live_next;
     if (co->on_done) co->on_done(co, err, co->ud);
     *(struct mw_co **)lua_getextraspace(co->T) = NULL;
+    if (co_pool_len < MW_CO_POOL_MAX && lua_status(co->T) == LUA_OK && lua_gettop(co->T) == 0 &&
+        !vm->closing) {
+        co->ready_next = co_pool;
+        co_pool = co;
+        co_pool_len++;
+        return;
+    }
     mw_lua_unref(vm->L, co->ref);
     free(co);
+}
+
+static void co_pool_drain(struct mw_vm *vm)
+{
+    while (co_pool) {
+        struct mw_co *co = co_pool;
+        co_pool = co->ready_next;
+        mw_lua_unref(vm->L, co->ref);
+        free(co);
+    }
+    co_pool_len = 0;
 }
 
 static void co_run(struct mw_co *co, int nargs)
@@ -377,6 +424,8 @@ void mw_vm_shutdown(struct mw_vm *vm)
 
 long mw_vm_free(struct mw_vm *vm)
 {
+    vm->closing = 1;
+    co_pool_drain(vm);
     /* Parked coroutines will never resume: undo their waits, drop them. */
     while (vm->live) {
         struct mw_co *co = vm->live;
@@ -389,6 +438,7 @@ long mw_vm_free(struct mw_vm *vm)
     mw_lua_unref(vm->L, vm->app_ref);
     long leaked = vm->live_refs;
     lua_close(vm->L);
+    mw_lua_alloc_release();
     free(vm->app_path);
     free(vm->app_dir);
     free(vm);

@@ -44,6 +44,7 @@ struct mw_vm {
     struct mw_co *live;      /* coroutines not yet finished */
     long live_refs;          /* registry refs taken through mw_lua_ref */
     int dev_mode;            /* --reload */
+    int closing;             /* mw_vm_free is running: pool nothing */
 };
 
 struct mw_vm *mw_vm_new(const char *app_path, int dev_mode);

@@ -1,6 +1,7 @@
 /* main.c - the command line, signals and exit codes; nothing else.
  * Exit status: 0 after a clean shutdown, 1 when the app fails to load or
  * the server cannot start, 2 for a usage error. */
+#include "http.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "server.h"
@@ -138,8 +139,17 @@ static void close_signals(void)
 
 static void on_stopped(struct mw_server *srv)
 {
+    /* The last connection can close inside mw_server_shutdown's own sweep,
+     * which then finds none left and reports again. */
+    static int stopped;
+    if (stopped) return;
+    stopped = 1;
     close_signals();
     mw_server_close(srv);
+    /* A handler whose connection is gone may still wait (mw.sleep, a
+     * forced shutdown); its timer would keep the loop, and the exit, for
+     * as long as it sleeps. Stop here: mw_vm_free cancels such waits. */
+    uv_stop(srv->loop);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -217,6 +227,7 @@ out:
     close_signals();
     if (!server.shutting_down) mw_server_close(&server);
     long leaked = mw_vm_free(vm);
+    mw_http_release_pool();
     uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of what the VM released */
     int busy = uv_loop_close(loop);
 #ifdef MW_DEBUG

@@ -164,37 +164,69 @@ int mw_status_bodyless(int status)
     return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+/* Decimal digits of v at the end of buf; returns where they start. */
+static char *fmt_u64(char *end, unsigned long long v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
 void mw_response_head(const struct mw_response *r, const struct mw_head_opts *o, struct mw_buf *out)
 {
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", r->status);
-    mw_buf_append(out, line, (size_t)n);
-    mw_buf_appends(out, mw_status_reason(r->status));
-    mw_buf_append(out, "\r\n", 2);
-    if (o->date) {
-        mw_buf_append(out, "Date: ", 6);
-        mw_buf_appends(out, o->date);
-        mw_buf_append(out, "\r\n", 2);
+    static const char server[] = MW_SERVER_HEADER;
+    const char *reason = mw_status_reason(r->status);
+    size_t rlen = strlen(reason), dlen = o->date ? strlen(o->date) : 0;
+    char num[24], cl[24];
+    char *st = fmt_u64(num + sizeof num, (unsigned)r->status);
+    size_t stlen = (size_t)(num + sizeof num - st);
+    char *clp = cl + sizeof cl;
+    if (o->content_length >= 0) clp = fmt_u64(cl + sizeof cl, (unsigned long long)o->content_length);
+    size_t cllen = (size_t)(cl + sizeof cl - clp);
+
+    /* one reservation for the whole head, then plain copies */
+    size_t total = 9 + stlen + 1 + rlen + 2 + (dlen ? 8 + dlen : 0) + sizeof server - 1 + 2;
+    for (size_t i = 0; i < r->nhdrs; i++)
+        if (!r->hdrs[i].removed) total += r->hdrs[i].name_len + r->hdrs[i].value_len + 4;
+    if (o->content_length >= 0) total += 18 + cllen;
+    if (o->chunked) total += 28;
+    if (o->close || o->keep_alive_10) total += 24;
+    char *p = mw_buf_reserve(out, total), *start = p;
+#define PUT(s, n) (memcpy(p, (s), (n)), p += (n))
+    PUT("HTTP/1.1 ", 9);
+    PUT(st, stlen);
+    *p++ = ' ';
+    PUT(reason, rlen);
+    PUT("\r\n", 2);
+    if (dlen) {
+        PUT("Date: ", 6);
+        PUT(o->date, dlen);
+        PUT("\r\n", 2);
     }
-    mw_buf_append(out, MW_SERVER_HEADER, sizeof MW_SERVER_HEADER - 1);
+    PUT(server, sizeof server - 1);
     for (size_t i = 0; i < r->nhdrs; i++) {
         const struct mw_header *h = &r->hdrs[i];
         if (h->removed) continue;
-        mw_buf_append(out, r->store.data + h->name_off, h->name_len);
-        mw_buf_append(out, ": ", 2);
-        mw_buf_append(out, r->store.data + h->value_off, h->value_len);
-        mw_buf_append(out, "\r\n", 2);
+        PUT(r->store.data + h->name_off, h->name_len);
+        PUT(": ", 2);
+        PUT(r->store.data + h->value_off, h->value_len);
+        PUT("\r\n", 2);
     }
     if (o->content_length >= 0) {
-        n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", o->content_length);
-        mw_buf_append(out, line, (size_t)n);
+        PUT("Content-Length: ", 16);
+        PUT(clp, cllen);
+        PUT("\r\n", 2);
     }
-    if (o->chunked) mw_buf_appends(out, "Transfer-Encoding: chunked\r\n");
+    if (o->chunked) PUT("Transfer-Encoding: chunked\r\n", 28);
     if (o->close)
-        mw_buf_appends(out, "Connection: close\r\n");
+        PUT("Connection: close\r\n", 19);
     else if (o->keep_alive_10)
-        mw_buf_appends(out, "Connection: keep-alive\r\n");
-    mw_buf_append(out, "\r\n", 2);
+        PUT("Connection: keep-alive\r\n", 24);
+    PUT("\r\n", 2);
+#undef PUT
+    out->len += (size_t)(p - start);
 }
 
 void mw_http_date(time_t t, char *buf)

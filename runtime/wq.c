@@ -7,6 +7,26 @@
 
 #define MW_WQ_CHUNK_BYTES 16384 /* small copies coalesce into chunks this big */
 #define MW_WQ_MAX_IOV 64        /* segments per write call */
+#define MW_WQ_SPARE_CHUNKS 64   /* chunks kept for reuse instead of freed */
+
+/* Chunks of exactly MW_WQ_CHUNK_BYTES come and go with every response;
+ * recycling them keeps malloc out of the hot path. */
+static _Thread_local char *spare[MW_WQ_SPARE_CHUNKS];
+static _Thread_local int nspare;
+
+static char *chunk_get(size_t cap)
+{
+    if (cap == MW_WQ_CHUNK_BYTES && nspare > 0) return spare[--nspare];
+    return mw_xmalloc(cap);
+}
+
+static void chunk_put(char *mem, size_t cap)
+{
+    if (cap == MW_WQ_CHUNK_BYTES && nspare < MW_WQ_SPARE_CHUNKS)
+        spare[nspare++] = mem;
+    else
+        free(mem);
+}
 
 struct mw_shared *mw_shared_new(const void *data, size_t len)
 {
@@ -43,7 +63,7 @@ void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done)
 
 static void seg_release(struct mw_seg *s)
 {
-    free(s->mem);
+    if (s->mem) chunk_put(s->mem, s->cap);
     if (s->shared) mw_shared_unref(s->shared);
 }
 
@@ -65,7 +85,7 @@ char *mw_wq_reserve(struct mw_wq *wq, size_t len)
     if (!last || !last->mem || last->base != last->mem || last->cap - last->len < len) {
         last = push(wq);
         last->cap = len > MW_WQ_CHUNK_BYTES ? len : MW_WQ_CHUNK_BYTES;
-        last->mem = last->base = mw_xmalloc(last->cap);
+        last->mem = last->base = chunk_get(last->cap);
     }
     char *dst = last->base + last->len;
     last->len += len;

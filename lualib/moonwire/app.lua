@@ -51,15 +51,18 @@ local function check_options(given, known, what, level)
 end
 
 --- mw.app(options) -> app
+-- (`limits`, not `options`: that name is app:options, the route method.)
 function M.new(options)
   return setmetatable({
-    options = check_options(options, APP_OPTIONS, "mw.app", 3),
+    limits = check_options(options, APP_OPTIONS, "mw.app", 2),
     router = Router.new(),
     middleware = {},
   }, App)
 end
 
 --- app:route(method, pattern, [opts,] handler)
+-- Errors name the app's line: app:get and friends tail-call this, so level
+-- 2 is the app's code whichever way it was called.
 function App:route(method, pattern, opts, handler)
   if handler == nil and type(opts) ~= "table" then opts, handler = nil, opts end
   if type(method) ~= "string" or not method:match("^[%u]+$") then
@@ -67,9 +70,9 @@ function App:route(method, pattern, opts, handler)
   end
   if type(handler) ~= "function" then
     error(("route %s %s: the handler must be a function(req, res), got %s"):format(method,
-      tostring(pattern), type(handler)), 3)
+      tostring(pattern), type(handler)), 2)
   end
-  opts = check_options(opts, ROUTE_OPTIONS, ("route %s %s"):format(method, tostring(pattern)), 3)
+  opts = check_options(opts, ROUTE_OPTIONS, ("route %s %s"):format(method, tostring(pattern)), 2)
   self.router:add(method, pattern, { handler = handler, opts = opts })
   return self
 end
@@ -113,14 +116,12 @@ local function on_raise(e)
   return traceback(tostring(e), 2)
 end
 
-local function not_found() abort(404) end
+local fail -- (below) answers an error: app:on_error, else the default page
 
-local function method_not_allowed(allow)
-  return function()
-    local e = new_status_error(405)
-    e.headers = { Allow = allow }
-    error(e, 0)
-  end
+-- The router's own 404 and 405 are answered where a handler would run, so
+-- next() returns to middleware after them as it does after a handler.
+local function answer_error(app, err)
+  return function(req, res) return fail(app, req, res, err) end
 end
 
 local function options_answer(allow)
@@ -138,27 +139,43 @@ local function run_chain(mws, i, req, res, final)
   end)
 end
 
-local function handle(app, req, res, segs, err)
-  if not segs then abort(400, err) end
-  local route, params, allow = app.router:match(req.method, segs)
+local function handle(app, req, res, method, segs, key)
+  if not segs then abort(400, key) end
+  local route, params, allow = app.router:match(method, segs, key)
   local final
   if route then
     final = route.handler
     local limit = route.opts.max_body_bytes
     if limit then req:_set_body_limit(limit) end
   elseif allow then
-    final = req.method == "OPTIONS" and options_answer(allow) or method_not_allowed(allow)
+    if method == "OPTIONS" then
+      final = options_answer(allow)
+    else
+      local e = new_status_error(405)
+      e.headers = { Allow = allow }
+      final = answer_error(app, e)
+    end
   else
-    final = not_found
+    final = answer_error(app, new_status_error(404))
   end
   req.params = params or {}
   if #app.middleware == 0 then return final(req, res) end
   return run_chain(app.middleware, 1, req, res, final)
 end
 
+-- Headers describing a body that an error page replaces.
+local BODY_HEADERS = { "Content-Encoding", "Content-Language", "Content-Range", "Content-Disposition",
+  "Content-Location", "ETag", "Last-Modified" }
+
 local function error_page(app, req, res, err)
   local status, message = is_status_error(err)
-  res:_reset()
+  if status then
+    -- a status error is an answer: it keeps the headers set so far (CORS or
+    -- request-id headers from middleware, WWW-Authenticate before abort(401))
+    for _, name in ipairs(BODY_HEADERS) do res:header(name, nil) end
+  else
+    res:_reset() -- a crash: nothing the handler prepared is trusted
+  end
   res:status(status or 500):header("Content-Type", "text/plain; charset=utf-8")
   if status then
     if type(err.headers) == "table" then
@@ -173,7 +190,7 @@ local function error_page(app, req, res, err)
   end
 end
 
-local function fail(app, req, res, err)
+function fail(app, req, res, err)
   if is_closed(err) then return end
   if not is_status_error(err) then
     log("error", ("req %s %s %s: %s"):format(req.id, req.method, req.target, tostring(err)))
@@ -189,18 +206,32 @@ local function fail(app, req, res, err)
   if state ~= "none" then return end
   if app.error_handler then
     local ok, e2 = xpcall(app.error_handler, on_raise, req, res, err)
-    if not ok and not is_closed(e2) then
-      log("error", ("req %s: on_error handler failed: %s"):format(req.id, tostring(e2)))
+    if not ok then
+      if is_closed(e2) then return end
+      -- on_error failing is the answer now: the default 500 (or the
+      -- status it aborted with), not the page for the error it was given
+      if not is_status_error(e2) then
+        log("error", ("req %s: on_error handler failed: %s"):format(req.id, tostring(e2)))
+      end
+      err = e2
     end
     state, live = res:_state()
-    if state ~= "none" or not live then return end
+    if not live then return end
+    if state == "streaming" then
+      -- on_error started an answer: finish it like a handler's, or cut it
+      if ok then res:finish() else res:_abort() end
+      return
+    end
+    if state ~= "none" then return end
   end
   error_page(app, req, res, err)
 end
 
---- Called by the runtime, in the request's own coroutine.
-function App:_dispatch(req, res, segs, extra)
-  local ok, err = xpcall(handle, on_raise, self, req, res, segs, extra)
+--- Called by the runtime, in the request's own coroutine, with the
+-- request's method, its decoded path segments and the router key (see
+-- Router:match), or nil and a message when the target is malformed.
+function App:_dispatch(req, res, method, segs, key)
+  local ok, err = xpcall(handle, on_raise, self, req, res, method, segs, key)
   if not ok then return fail(self, req, res, err) end
   local state, live = res:_state()
   if not live then return end

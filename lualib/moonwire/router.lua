@@ -12,7 +12,9 @@ Router.__index = Router
 local concat, sort = table.concat, table.sort
 
 function M.new()
-  return setmetatable({ root = { literal = {} }, count = 0 }, Router)
+  -- `exact` maps the path of every all-literal pattern ("/a/b", "/") to its
+  -- node's routes: most requests resolve with one table lookup.
+  return setmetatable({ root = { literal = {} }, exact = {}, count = 0 }, Router)
 end
 
 --- Parses "/users/:id/*rest" into steps { {kind, text} ... }.
@@ -54,8 +56,9 @@ end
 function Router:add(method, pattern, route)
   local steps, err = M.parse(pattern)
   if not steps then error(err, 3) end
-  local node, names = self.root, {}
+  local node, names, literal = self.root, {}, true
   for _, step in ipairs(steps) do
+    if step.kind ~= "literal" then literal = false end
     if step.kind == "literal" then
       local child = node.literal[step.text]
       if not child then
@@ -80,6 +83,11 @@ function Router:add(method, pattern, route)
   end
   route.names, route.pattern, route.method = names, pattern, method
   node.routes[method] = route
+  if literal then
+    local texts = {}
+    for i, step in ipairs(steps) do texts[i] = step.text end
+    self.exact["/" .. concat(texts, "/")] = node.routes
+  end
   self.count = self.count + 1
   return route
 end
@@ -121,10 +129,19 @@ local function route_for(routes, method)
 end
 
 --- Finds the route for a method and decoded segments.
+---@param key string|nil the decoded path without a trailing slash, when no
+-- segment holds a "/" (then it names the segments unambiguously)
 ---@return table|nil route, table|nil params, string|nil allow
 -- On a match: route and its params. When the path matches but no route
 -- has the method: nil, nil, and the Allow header value. Else nothing.
-function Router:match(method, segs)
+function Router:match(method, segs, key)
+  if key then
+    -- an all-literal route takes the literal branch at every level, so
+    -- when one has this method it is what the walk would find first
+    local routes = self.exact[key]
+    local route = routes and route_for(routes, method)
+    if route then return route, {} end
+  end
   local found, params
   local methods
   walk(self.root, segs, 1, #segs, {}, function(node, values)

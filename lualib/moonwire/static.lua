@@ -31,6 +31,25 @@ local function content_type(path)
   return ext and TYPES[ext:lower()] or "application/octet-stream"
 end
 
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
+  Oct = 10, Nov = 11, Dec = 12 }
+
+-- An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") as epoch seconds, or nil.
+local function parse_http_date(s)
+  local d, mon, y, h, mi, sec = s:match("^%a%a%a, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  local m = mon and MONTHS[mon]
+  if not m then return nil end
+  y = tonumber(y)
+  if m <= 2 then y = y - 1 end
+  -- days from 1970-01-01 (the civil-from-days inverse, proleptic Gregorian)
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * ((m + 9) % 12) + 2) // 5 + tonumber(d) - 1
+  local days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+M.parse_http_date = parse_http_date
+
 local function is_inside(real, root)
   return real == root or real:sub(1, #root + 1) == root .. "/"
 end
@@ -45,8 +64,11 @@ local function send_file(req, res, path, st, opts)
     for tag in inm:gmatch("[^,%s]+") do
       if tag == etag or tag == "*" or tag == etag:sub(3) then return res:status(304):send() end
     end
-  elseif req:header("if-modified-since") == modified then
-    return res:status(304):send()
+  else
+    -- not modified since a date at or after the file's (and not in the future)
+    local since = req:header("if-modified-since")
+    local t = since and parse_http_date(since)
+    if t and st.mtime <= t and t <= os.time() then return res:status(304):send() end
   end
   res:header("Content-Type", content_type(path))
   if req.method == "HEAD" then
