@@ -11,9 +11,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Read buffers go back to a small pool whenever a connection has nothing
+ * unparsed, so an idle connection (keep-alive, an SSE stream, a parked
+ * long poll) holds no read buffer at all. */
+#define MW_RBUF_SPARE 64
+static _Thread_local char *rbuf_spare[MW_RBUF_SPARE];
+static _Thread_local int nrbuf_spare;
+
+static void rbuf_release(struct mw_conn *conn)
+{
+    if (!conn->rbuf) return;
+    if (conn->rcap == MW_READ_CHUNK_BYTES && nrbuf_spare < MW_RBUF_SPARE)
+        rbuf_spare[nrbuf_spare++] = conn->rbuf;
+    else
+        free(conn->rbuf);
+    conn->rbuf = NULL;
+    conn->rcap = conn->rlen = conn->rpos = 0;
+}
+
 static void conn_free(struct mw_conn *conn)
 {
-    free(conn->rbuf);
+    rbuf_release(conn);
     mw_wq_free(&conn->wq);
     free(conn);
 }
@@ -51,6 +69,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         conn->rlen -= conn->rpos;
         conn->rpos = 0;
     }
+    if (!conn->rbuf && nrbuf_spare > 0) {
+        conn->rbuf = rbuf_spare[--nrbuf_spare];
+        conn->rcap = MW_READ_CHUNK_BYTES;
+    }
     if (conn->rcap - conn->rlen < MW_READ_CHUNK_BYTES / 4) {
         size_t cap = conn->rcap ? conn->rcap * 2 : MW_READ_CHUNK_BYTES;
         if (cap < conn->rlen + MW_READ_CHUNK_BYTES / 4) cap = conn->rlen + MW_READ_CHUNK_BYTES;
@@ -87,6 +109,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     conn->rlen += (size_t)nread;
     mw_http_feed(conn);
+    if (conn->rpos == conn->rlen) rbuf_release(conn);
     mw_server_sweep(conn->srv);
 }
 

@@ -12,6 +12,7 @@
 #include "lua_req.h"
 #include "lua_vm.h"
 #include "server.h"
+#include "stream.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -84,6 +85,10 @@ static struct mw_req *req_new(struct mw_conn *conn)
 
 static void req_free(struct mw_req *req)
 {
+    if (req->stream) {
+        mw_stream_free(req->stream);
+        req->stream = NULL;
+    }
     req->gen++;
     if (req->hbuf.cap > MW_REQ_KEEP_BYTES) mw_buf_free(&req->hbuf);
     if (req->res.store.cap > MW_REQ_KEEP_BYTES) mw_response_free(&req->res);
@@ -123,6 +128,7 @@ static void req_detach(struct mw_req *req)
     struct mw_conn *conn = req->conn;
     if (conn && conn->req == req) conn->req = NULL;
     req->conn = NULL;
+    if (req->stream) mw_stream_close(req->stream, 0); /* the client left: noticed now */
     if (req->waiter) mw_lua_req_notify(req);
     if (!req->handler_running) req_free(req);
 }
@@ -455,13 +461,14 @@ int mw_req_write(struct mw_req *req, const char *data, size_t len)
         }
         req->res_state = MW_RES_STREAMING;
     }
-    if (len == 0 || bodyless) {
-        queue_flush(conn);
-        return 0;
-    }
+    /* a declared length counts every byte written, sent or not (HEAD) */
     if (req->res_remaining >= 0) {
         if ((long long)len > req->res_remaining) return MW_ELENGTH;
         req->res_remaining -= (long long)len;
+    }
+    if (len == 0 || bodyless) {
+        queue_flush(conn);
+        return 0;
     }
     if (req->res_chunked) {
         char line[24];
@@ -492,9 +499,41 @@ int mw_req_finish(struct mw_req *req)
     return 0;
 }
 
+struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
+                                      const char *last_event_id)
+{
+    /* The body ends when the connection does: no chunk framing, so a hub
+     * event's bytes are the same for every stream and shared as they are. */
+    req->close_after = 1;
+    write_head(req, -1, 0);
+    req->res_state = MW_RES_STREAMING;
+    queue_flush(req->conn);
+    req->stream = mw_stream_open(req, heartbeat_ms, last_event_id);
+    return req->stream;
+}
+
+void mw_req_finish_stream(struct mw_req *req)
+{
+    if (!req->conn || req->res_state != MW_RES_STREAMING) return;
+    response_complete(req);
+}
+
+int mw_req_query_value(const struct mw_req *req, const char *name, struct mw_buf *out)
+{
+    size_t qlen;
+    const char *qs = mw_url_query(req->hbuf.data + req->target.off, req->target.len, &qlen);
+    return qs ? mw_query_find(qs, qlen, name, out) : 0;
+}
+
 void mw_req_abort(struct mw_req *req)
 {
-    if (req->conn) mw_conn_close(req->conn, "response aborted");
+    /* What was written still goes out; then the connection ends without
+     * the body's end (no last chunk, short of Content-Length), so the
+     * client sees a truncated response, never a complete one. */
+    if (!req->conn) return;
+    req->res_state = MW_RES_DONE;
+    req->close_after = 1;
+    mw_conn_end(req->conn);
 }
 
 void mw_req_continue(struct mw_req *req)
@@ -575,6 +614,12 @@ void mw_http_feed(struct mw_conn *conn)
     /* A zero-length execute is needed after a headers pause: the message
      * of a request without a body completes without consuming a byte. */
     int must_exec = 0;
+    if (conn->req && conn->req->stream) {
+        /* an event stream owns the connection: what the client sends now
+         * is dropped, and reading goes on so its leaving is seen at once */
+        conn->rpos = conn->rlen;
+        return;
+    }
     while (conn->state == MW_CONN_OPEN && !conn->parse_blocked &&
            (conn->rpos < conn->rlen || must_exec)) {
         must_exec = 0;

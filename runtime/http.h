@@ -14,6 +14,7 @@
 struct mw_conn;
 struct mw_co;
 struct mw_server;
+struct mw_stream;
 
 enum mw_res_state {
     MW_RES_NONE,      /* nothing sent */
@@ -26,6 +27,7 @@ enum mw_req_wait {
     MW_WAIT_BODY,  /* req:body(): the whole body */
     MW_WAIT_CHUNK, /* req:chunks(): the next piece */
     MW_WAIT_DRAIN, /* res:write(): the queue to fall under the limit */
+    MW_WAIT_HUB,   /* ch:wait(): a hub message; only the client leaving matters here */
 };
 
 struct mw_req_header {
@@ -70,6 +72,7 @@ struct mw_req {
     int res_chunked;       /* body framed as chunks */
     long long res_remaining; /* bytes left of a declared Content-Length, -1 if none */
 
+    struct mw_stream *stream; /* res:sse() turned the response into an event stream */
     struct mw_co *waiter;  /* coroutine parked on this request */
     int wait;              /* enum mw_req_wait */
 };
@@ -111,6 +114,14 @@ const char *mw_req_id(struct mw_req *req);
 void mw_req_handler_done(struct mw_req *req);
 /* Header lookup by lower-case name; repeats joined by ", " into out. */
 int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, struct mw_buf *out);
+/* Starts an SSE response: the head (close-delimited body) and the stream.
+ * The caller set the headers. */
+struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
+                                      const char *last_event_id);
+/* Ends a stream's response; the connection closes once the queue drains. */
+void mw_req_finish_stream(struct mw_req *req);
+/* The first value of query parameter `name` (decoded), appended to out. */
+int mw_req_query_value(const struct mw_req *req, const char *name, struct mw_buf *out);
 /* Parks `co` on req until the wait kind is satisfied or the client leaves. */
 void mw_req_park(struct mw_req *req, struct mw_co *co, int wait);
 

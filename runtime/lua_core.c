@@ -3,6 +3,8 @@
  * and the tables the timer and JSON bindings add to it. */
 #include "log.h"
 #include "lua_core.h"
+#include "lua_hub.h"
+#include "lua_sse.h"
 #include "lua_req.h"
 #include "lua_vm.h"
 #include "response.h"
@@ -159,5 +161,7 @@ int mw_lua_open_core(lua_State *L)
     mw_lua_open_timer(L);
     mw_lua_open_json(L);
     mw_lua_open_req(L);
+    mw_lua_open_sse(L);
+    mw_lua_open_hub(L);
     return 1;
 }

@@ -51,11 +51,16 @@ static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
 
 /* The request, or a raised error if its record is gone (only after the
  * handler finished and the connection moved on). */
-static struct mw_req *check_res(lua_State *L)
+struct mw_req *mw_lua_check_res(lua_State *L, int idx)
 {
-    struct mw_req *req = get_req(L, 1, RES_MT);
+    struct mw_req *req = get_req(L, idx, RES_MT);
     if (!req) luaL_error(L, "this response is finished (its handler returned)");
     return req;
+}
+
+static struct mw_req *check_res(lua_State *L)
+{
+    return mw_lua_check_res(L, 1);
 }
 
 static struct mw_req *check_req(lua_State *L)
@@ -84,7 +89,10 @@ void mw_lua_req_notify(struct mw_req *req)
     lua_State *T = co->T;
     int wait = req->wait;
     if (!req->conn) {
+        /* undo the wait where it was registered (a hub subscription, a
+         * timer), then make the waiting call raise `closed` */
         req->waiter = NULL;
+        if (co->cancel) co->cancel(co);
         mw_co_wake_closed(co);
         return;
     }
@@ -671,7 +679,10 @@ static int res_state(lua_State *L)
 {
     struct mw_req *req = get_req(L, 1, RES_MT);
     static const char *names[] = {"none", "streaming", "done"};
-    lua_pushstring(L, req ? names[req->res_state] : "done");
+    if (req && req->stream && req->res_state == MW_RES_STREAMING)
+        lua_pushliteral(L, "stream"); /* an event stream outlives its handler */
+    else
+        lua_pushstring(L, req ? names[req->res_state] : "done");
     lua_pushboolean(L, req && req->conn);
     return 2;
 }
@@ -739,6 +750,7 @@ void mw_lua_req_dispatch(struct mw_req *req)
 {
     struct mw_vm *vm = mw_vm_of(NULL);
     struct mw_co *co = mw_co_new(vm, "handler", handler_done, req);
+    co->req = req;
     lua_State *T = co->T;
     lua_rawgeti(T, LUA_REGISTRYINDEX, vm->dispatch_ref);
     lua_rawgeti(T, LUA_REGISTRYINDEX, vm->app_ref);

@@ -14,6 +14,8 @@ void mw_lua_req_dispatch(struct mw_req *req);
 /* Wakes req->waiter if its wait is satisfied, or with `closed` if the
  * client left. Queues the wake; never resumes directly. */
 void mw_lua_req_notify(struct mw_req *req);
+/* The request behind the `res` handle at idx; raises if it is over. */
+struct mw_req *mw_lua_check_res(lua_State *L, int idx);
 /* Registers the req and res metatables. */
 void mw_lua_open_req(lua_State *L);
 

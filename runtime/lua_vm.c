@@ -351,7 +351,6 @@ void mw_co_wake(struct mw_co *co, int nargs)
     if (!co->waiting || co->queued) return;
     co->waiting = 0;
     co->cancel = NULL;
-    co->wait_obj = NULL;
     enqueue(co, nargs);
 }
 
@@ -391,6 +390,13 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
 {
     int base = (int)ctx;
     int n = lua_gettop(L) - base;
+    struct mw_co *co = mw_co_current(L);
+    int (*then)(lua_State *, void *) = co ? co->then : NULL;
+    void *obj = co ? co->wait_obj : NULL;
+    if (co) {
+        co->then = NULL;
+        co->wait_obj = NULL;
+    }
     if (n >= 1 && lua_islightuserdata(L, base + 1)) {
         void *p = lua_touserdata(L, base + 1);
         if (p == &closed_marker) {
@@ -402,10 +408,15 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx)
             return lua_error(L);
         }
     }
+    if (then) {
+        lua_settop(L, base);
+        return then(L, obj);
+    }
     return n;
 }
 
-int mw_co_wait(lua_State *L, mw_co_cancel_cb cancel, void *obj)
+static int wait_common(lua_State *L, mw_co_cancel_cb cancel, void *obj,
+                       int (*then)(lua_State *L, void *obj))
 {
     struct mw_co *co = mw_co_current(L);
     if (!co || co->T != L || !lua_isyieldable(L))
@@ -414,7 +425,19 @@ int mw_co_wait(lua_State *L, mw_co_cancel_cb cancel, void *obj)
     co->waiting = 1;
     co->cancel = cancel;
     co->wait_obj = obj;
+    co->then = then;
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), wait_k);
+}
+
+int mw_co_wait_then(lua_State *L, mw_co_cancel_cb cancel, void *obj,
+                    int (*then)(lua_State *L, void *obj))
+{
+    return wait_common(L, cancel, obj, then);
+}
+
+int mw_co_wait(lua_State *L, mw_co_cancel_cb cancel, void *obj)
+{
+    return wait_common(L, cancel, obj, NULL);
 }
 
 void mw_vm_shutdown(struct mw_vm *vm)

@@ -28,6 +28,8 @@ struct mw_co {
     unsigned waiting : 1;    /* yielded through mw_co_wait */
     mw_co_cancel_cb cancel;  /* the current wait's undo, if any */
     void *wait_obj;          /* what it waits on (for cancel) */
+    int (*then)(lua_State *L, void *obj); /* builds the results when resumed */
+    struct mw_req *req;      /* the request whose handler this is, if any */
     struct mw_co *ready_next;
     struct mw_co *live_prev, *live_next;
 };
@@ -75,6 +77,10 @@ void mw_co_wake_error(struct mw_co *co);
 /* For bindings: park the running coroutine. `return mw_co_wait(L, ...)`.
  * Raises if L is not a coroutine of ours or cannot yield. */
 int mw_co_wait(lua_State *L, mw_co_cancel_cb cancel, void *obj);
+/* Like mw_co_wait, but when resumed normally (not raised into) calls
+ * then(L, obj), which pushes and returns the results. */
+int mw_co_wait_then(lua_State *L, mw_co_cancel_cb cancel, void *obj,
+                    int (*then)(lua_State *L, void *obj));
 /* The coroutine L belongs to, or NULL (main thread, user coroutines). */
 struct mw_co *mw_co_current(lua_State *L);
 /* Runs queued wakes until none are left. No-op inside a resume. */

@@ -2,6 +2,8 @@
  * Exit status: 0 after a clean shutdown, 1 when the app fails to load or
  * the server cannot start, 2 for a usage error. */
 #include "http.h"
+#include "hub.h"
+#include "stream.h"
 #include "log.h"
 #include "lua_vm.h"
 #include "server.h"
@@ -226,8 +228,10 @@ int main(int argc, char **argv)
 out:
     close_signals();
     if (!server.shutting_down) mw_server_close(&server);
+    mw_stream_shutdown();
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();
+    mw_hub_free_all();
     uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of what the VM released */
     int busy = uv_loop_close(loop);
 #ifdef MW_DEBUG

@@ -6,7 +6,9 @@
 #include "response.h"
 #include "conn.h"
 #include "log.h"
+#include "lua_hub.h"
 #include "lua_vm.h"
+#include "stream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +146,10 @@ void mw_server_shutdown(struct mw_server *srv)
         next = c->next;
         if (!c->req && c->state == MW_CONN_OPEN) mw_conn_end(c);
     }
+    /* SSE streams end (their clients reconnect elsewhere and resume from
+     * Last-Event-ID); parked long polls answer with what they have */
+    mw_stream_close_all();
+    mw_lua_hub_wake_all();
     mw_vm_shutdown(srv->vm);
     mw_server_sweep(srv);
     if (srv->nconns == 0) {

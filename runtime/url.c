@@ -192,3 +192,24 @@ int mw_query_next(const char *qs, size_t len, size_t *pos, struct mw_span *key,
     }
     return 0;
 }
+
+int mw_query_find(const char *qs, size_t len, const char *name, struct mw_buf *out)
+{
+    size_t pos = 0, nlen = strlen(name);
+    struct mw_span k, v;
+    struct mw_buf key;
+    mw_buf_init(&key);
+    int found = 0;
+    while (!found && mw_query_next(qs, len, &pos, &k, &v)) {
+        size_t kl;
+        key.len = 0;
+        mw_url_decode(qs + k.off, k.len, mw_buf_reserve(&key, k.len), &kl, 1, 0);
+        if (kl != nlen || memcmp(key.data, name, nlen) != 0) continue;
+        size_t vl;
+        mw_url_decode(qs + v.off, v.len, mw_buf_reserve(out, v.len), &vl, 1, 0);
+        out->len += vl;
+        found = 1;
+    }
+    mw_buf_free(&key);
+    return found;
+}

@@ -52,4 +52,7 @@ const char *mw_url_query(const char *target, size_t len, size_t *qlen);
 int mw_query_next(const char *qs, size_t len, size_t *pos, struct mw_span *key,
                   struct mw_span *val);
 
+/* Appends the decoded first value of `name` in qs to out; 1 if found. */
+int mw_query_find(const char *qs, size_t len, const char *name, struct mw_buf *out);
+
 #endif

@@ -197,7 +197,7 @@ function fail(app, req, res, err)
   end
   local state, live = res:_state()
   if not live then return end
-  if state == "streaming" then
+  if state == "streaming" or state == "stream" then
     -- a started response cannot turn into an error page: cut it short so
     -- the client sees a truncated body, not a complete one
     res:_abort()

@@ -36,6 +36,18 @@ M.abort = core.abort
 --- JSON that keeps arrays arrays: encode, decode, array, is_array, null.
 M.json = core.json
 
+--- Publishes to a hub channel: every subscriber (SSE streams, WebSockets,
+-- parked long polls) gets it. Returns the message id.
+---@param channel string|userdata a name or mw.channel(...)
+---@param data string
+---@param kind "text"|"binary"|nil
+M.publish = core.publish
+
+--- A hub channel: ch:publish, ch:history([since]), ch:last_id(),
+-- ch:wait{ since =, timeout = }. `options.history` sets how many messages
+-- it retains (default 100).
+M.channel = core.channel
+
 --- Logging to stderr: mw.log.info("..."), .warn, .error, .debug.
 M.log = {}
 for _, level in ipairs { "debug", "info", "warn", "error" } do

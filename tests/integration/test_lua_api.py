@@ -346,9 +346,6 @@ def test_res_write_with_a_declared_length(start):
     assert payload == b"0123456789"
 
 
-@pytest.mark.xfail(strict=True, reason="http.c mw_req_finish: on HEAD the writes count nothing "
-                   "against a declared Content-Length, so finish sees bytes missing and aborts "
-                   "the connection; the client gets no response")
 def test_res_write_with_a_declared_length_on_head(start):
     srv = start(API)
     status, headers, payload = raw(srv, "/res/stream/declared", method="HEAD")
@@ -423,10 +420,6 @@ def test_header_after_the_first_byte_raises_and_cuts_the_stream(start):
     assert requests.get(srv.url + "/res/send").text == "exactly this"
 
 
-@pytest.mark.xfail(strict=True, reason="http.c mw_req_abort closes the connection with "
-                   "mw_conn_close, which drops what is still queued: when a handler fails in the "
-                   "same turn as its first write, the client gets an empty reply instead of the "
-                   "head and the bytes written, cut short (STYLE.md section 6)")
 def test_a_failed_stream_shows_the_client_a_truncated_body(start):
     srv = start(API)
     data = raw_exchange(srv, b"GET /res/header-after-write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -2,6 +2,8 @@
  * same Lua state setup (package paths, moonwire.core, cjson) an app gets.
  * The file raises on failure; the loop then runs so timers can fire. */
 #include "http.h"
+#include "hub.h"
+#include "stream.h"
 #include "lua_vm.h"
 #include "server.h"
 
@@ -28,8 +30,10 @@ int main(int argc, char **argv)
     }
     uv_run(loop, UV_RUN_DEFAULT);
     mw_server_close(&srv);
+    mw_stream_shutdown();
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();
+    mw_hub_free_all();
     uv_run(loop, UV_RUN_DEFAULT);
     if (uv_loop_close(loop) != 0 || leaked != 0) {
         fprintf(stderr, "leak check failed: %ld registry ref(s)\n", leaked);

@@ -1,0 +1,343 @@
+/* lua_hub.c - the hub from Lua: mw.publish, mw.channel, ch:publish,
+ * ch:history, ch:last_id, ch:wait.
+ *
+ * ch:wait parks the calling coroutine as a one-shot hub subscriber with
+ * its own timeout timer: nothing polls. Messages published before it
+ * resumes are collected, so a burst in one loop turn arrives as one list.
+ * When the waiting request's client leaves, the wait is cancelled at once
+ * and the handler ends quietly. */
+#include "http.h"
+#include "hub.h"
+#include "log.h"
+#include "lua_core.h"
+#include "lua_hub.h"
+#include "lua_vm.h"
+#include "server.h"
+#include "utf8.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define CHANNEL_MT "moonwire.channel"
+
+struct channel_handle {
+    struct mw_channel *ch; /* holds a channel ref */
+};
+
+struct waiter {
+    struct mw_sub sub;      /* first: the hub hands it back */
+    struct mw_co *co;
+    struct mw_req *req;     /* the waiting request, if a handler waits */
+    uv_timer_t timer;
+    int woken;
+    struct mw_msg **msgs;   /* collected deliveries */
+    size_t nmsgs;
+    struct waiter *prev, *next; /* every parked waiter, for shutdown */
+};
+
+static _Thread_local struct waiter *waiters;
+
+/* --------------------------------------------------------------- helpers */
+
+struct mw_channel *mw_lua_check_channel(lua_State *L, int idx)
+{
+    struct channel_handle *h = luaL_testudata(L, idx, CHANNEL_MT);
+    if (h) return h->ch;
+    size_t len;
+    const char *name = lua_tolstring(L, idx, &len);
+    if (!name || lua_type(L, idx) != LUA_TSTRING)
+        luaL_typeerror(L, idx, "channel or channel name");
+    if (len == 0) luaL_argerror(L, idx, "a channel name cannot be empty");
+    return mw_hub_channel(name, len, 1);
+}
+
+static int check_kind(lua_State *L, int idx, const char *data, size_t len)
+{
+    static const char *const kinds[] = {"text", "binary", NULL};
+    int kind = luaL_checkoption(L, idx, "text", kinds);
+    if (kind == MW_MSG_TEXT && !mw_utf8_valid(data, len))
+        luaL_argerror(L, idx - 1, "text messages must be valid UTF-8 (publish it as \"binary\")");
+    return kind;
+}
+
+static void push_msg(lua_State *L, struct mw_msg *m)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)m->id);
+    lua_setfield(L, -2, "id");
+    lua_pushlstring(L, m->data, m->len);
+    lua_setfield(L, -2, "data");
+    lua_pushstring(L, m->kind == MW_MSG_BINARY ? "binary" : "text");
+    lua_setfield(L, -2, "kind");
+}
+
+static void new_list(lua_State *L, int n)
+{
+    lua_createtable(L, n, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+    lua_setmetatable(L, -2);
+}
+
+struct collect {
+    lua_State *L;
+    int n;
+};
+
+static void collect_one(struct mw_msg *m, void *ud)
+{
+    struct collect *c = ud;
+    push_msg(c->L, m);
+    lua_rawseti(c->L, -2, ++c->n);
+}
+
+/* Pushes the messages after since and returns 2 (list, missed). */
+static int push_history(lua_State *L, struct mw_channel *ch, long long since)
+{
+    new_list(L, 0);
+    struct collect c = {L, 0};
+    size_t missed = mw_channel_history(ch, since, collect_one, &c);
+    lua_pushinteger(L, (lua_Integer)missed);
+    return 2;
+}
+
+static long long opt_since(lua_State *L, int idx)
+{
+    if (lua_isnoneornil(L, idx)) return -1;
+    lua_Integer v = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, v >= 0, idx, "since must be an id >= 0");
+    return v;
+}
+
+/* ----------------------------------------------------------------- mw.* */
+
+/* mw.publish(channel, data [, kind]) -> id */
+static int l_publish(lua_State *L)
+{
+    struct mw_channel *ch = mw_lua_check_channel(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int kind = check_kind(L, 3, data, len);
+    lua_pushinteger(L, (lua_Integer)mw_hub_publish(ch, data, len, kind));
+    return 1;
+}
+
+/* mw.channel(name [, { history = N }]) -> channel */
+static int l_channel(lua_State *L)
+{
+    size_t len;
+    luaL_checklstring(L, 1, &len);
+    lua_Integer history = -1;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "history") != LUA_TNIL) {
+            history = luaL_checkinteger(L, -1);
+            luaL_argcheck(L, history >= 0 && history <= 1000000, 2, "history must be 0..1000000");
+        }
+        lua_pop(L, 1);
+    }
+    struct channel_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->ch = NULL;
+    luaL_setmetatable(L, CHANNEL_MT);
+    h->ch = mw_lua_check_channel(L, 1);
+    mw_channel_ref(h->ch);
+    if (history >= 0) mw_channel_set_history(h->ch, (size_t)history);
+    return 1;
+}
+
+static struct mw_channel *self_channel(lua_State *L)
+{
+    return ((struct channel_handle *)luaL_checkudata(L, 1, CHANNEL_MT))->ch;
+}
+
+static int ch_publish(lua_State *L)
+{
+    struct mw_channel *ch = self_channel(L);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int kind = check_kind(L, 3, data, len);
+    lua_pushinteger(L, (lua_Integer)mw_hub_publish(ch, data, len, kind));
+    return 1;
+}
+
+/* ch:history([since]) -> list, missed */
+static int ch_history(lua_State *L)
+{
+    struct mw_channel *ch = self_channel(L);
+    return push_history(L, ch, opt_since(L, 2));
+}
+
+static int ch_last_id(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)self_channel(L)->last_id);
+    return 1;
+}
+
+/* ------------------------------------------------------------- ch:wait */
+
+static void waiter_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Unlinks the waiter everywhere and frees it (after its timer closes). */
+static void waiter_end(struct waiter *w)
+{
+    mw_hub_unsubscribe(&w->sub);
+    if (w->req && w->req->waiter == w->co) w->req->waiter = NULL;
+    for (size_t i = 0; i < w->nmsgs; i++) mw_msg_unref(w->msgs[i]);
+    free(w->msgs);
+    w->msgs = NULL;
+    w->nmsgs = 0;
+    if (w->prev) w->prev->next = w->next;
+    if (w->next) w->next->prev = w->prev;
+    if (waiters == w) waiters = w->next;
+    uv_close((uv_handle_t *)&w->timer, waiter_timer_closed);
+}
+
+static void wake(struct waiter *w)
+{
+    if (w->woken) return;
+    w->woken = 1;
+    uv_timer_stop(&w->timer);
+    mw_co_wake(w->co, 0);
+}
+
+static void waiter_deliver(struct mw_sub *sub, struct mw_msg *m)
+{
+    struct waiter *w = (struct waiter *)sub;
+    w->msgs = mw_xrealloc(w->msgs, (w->nmsgs + 1) * sizeof *w->msgs);
+    mw_msg_ref(m);
+    w->msgs[w->nmsgs++] = m;
+    wake(w);
+}
+
+static const struct mw_sub_ops waiter_ops = {.deliver = waiter_deliver};
+
+static void waiter_timeout(uv_timer_t *t)
+{
+    struct waiter *w = t->data;
+    struct mw_server *srv = w->co->vm->srv;
+    wake(w);
+    mw_server_sweep(srv);
+}
+
+static void waiter_cancel(struct mw_co *co)
+{
+    waiter_end(co->wait_obj);
+}
+
+/* Resumed: the list of what arrived ({} on timeout or shutdown). */
+static int wait_done(lua_State *L, void *obj)
+{
+    struct waiter *w = obj;
+    new_list(L, (int)w->nmsgs);
+    for (size_t i = 0; i < w->nmsgs; i++) {
+        push_msg(L, w->msgs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_pushinteger(L, 0);
+    waiter_end(w);
+    return 2;
+}
+
+/* ch:wait{ since = id, timeout = seconds } -> list, missed */
+static int ch_wait(lua_State *L)
+{
+    struct mw_channel *ch = self_channel(L);
+    long long since = -1;
+    lua_Number timeout = 30;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "since");
+        since = opt_since(L, -1);
+        lua_getfield(L, 2, "timeout");
+        if (!lua_isnil(L, -1)) {
+            timeout = luaL_checknumber(L, -1);
+            luaL_argcheck(L, timeout >= 0 && timeout <= 86400, 2, "timeout must be 0..86400 seconds");
+        }
+        lua_pop(L, 2);
+    }
+    /* retained messages after since (all of them when since is older than
+     * the history, or above last_id after a restart) come back at once */
+    if (since >= 0 && mw_channel_has_after(ch, since)) return push_history(L, ch, since);
+    struct mw_co *co = mw_co_current(L);
+    struct mw_vm *vm = mw_vm_of(L);
+    if (!co || co->T != L || !lua_isyieldable(L)) return mw_co_wait(L, NULL, NULL); /* raises */
+    struct mw_req *req = co->req;
+    if (req && !req->conn) {
+        mw_lua_push_closed(L);
+        return lua_error(L);
+    }
+    struct waiter *w = mw_xcalloc(1, sizeof *w);
+    w->sub.ops = &waiter_ops;
+    w->sub.owner = w;
+    w->co = co;
+    w->req = req;
+    uv_timer_init(vm->srv->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, waiter_timeout, (uint64_t)(timeout * 1000), 0);
+    w->next = waiters;
+    if (waiters) waiters->prev = w;
+    waiters = w;
+    mw_hub_subscribe(ch, &w->sub);
+    if (req) mw_req_park(req, co, MW_WAIT_HUB);
+    return mw_co_wait_then(L, waiter_cancel, w, wait_done);
+}
+
+void mw_lua_hub_wake_all(void)
+{
+    for (struct waiter *w = waiters; w; w = w->next) wake(w);
+}
+
+static int ch_gc(lua_State *L)
+{
+    struct channel_handle *h = luaL_checkudata(L, 1, CHANNEL_MT);
+    if (h->ch) mw_channel_unref(h->ch);
+    h->ch = NULL;
+    return 0;
+}
+
+static int ch_index(lua_State *L)
+{
+    struct mw_channel *ch = self_channel(L);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "name") == 0) {
+        lua_pushlstring(L, ch->name, ch->name_len);
+        return 1;
+    }
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+static int ch_tostring(lua_State *L)
+{
+    struct mw_channel *ch = self_channel(L);
+    lua_pushfstring(L, "moonwire.channel %s (last id %I)", ch->name, (lua_Integer)ch->last_id);
+    return 1;
+}
+
+void mw_lua_open_hub(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"publish", ch_publish},
+                                       {"history", ch_history},
+                                       {"last_id", ch_last_id},
+                                       {"wait", ch_wait},
+                                       {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"publish", l_publish}, {"channel", l_channel}, {NULL, NULL}};
+    /* stack: core */
+    luaL_newmetatable(L, CHANNEL_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, ch_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, ch_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,17 @@
+/* lua_hub.h - mw.publish, mw.channel and the channel object (history and
+ * long-poll waits). */
+#ifndef MW_LUA_HUB_H
+#define MW_LUA_HUB_H
+
+#include <lua.h>
+
+struct mw_channel;
+
+/* A channel from argument idx: a channel object or a name (created on use). */
+struct mw_channel *mw_lua_check_channel(lua_State *L, int idx);
+/* Pushes a list of messages { {id=, data=, kind=}, ... } marked as array. */
+void mw_lua_open_hub(lua_State *L);
+/* Ends every parked ch:wait with what it has (shutdown). */
+void mw_lua_hub_wake_all(void);
+
+#endif

@@ -1,0 +1,329 @@
+/* lua_sse.c - res:sse{...} and the `stream` object.
+ *
+ * A stream handle is a userdata holding (request, generation) like req and
+ * res, plus a user value table with `last_event_id` and the on_close
+ * callbacks. While the stream is open the handle is anchored in the
+ * registry, so callbacks run even if the app dropped every reference. */
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "lua_core.h"
+#include "lua_hub.h"
+#include "lua_req.h"
+#include "lua_sse.h"
+#include "lua_vm.h"
+#include "server.h"
+#include "sse.h"
+#include "stream.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#define STREAM_MT "moonwire.stream"
+#define CHANNEL_MT "moonwire.channel"
+
+static char stream_mt_key;
+
+struct stream_handle {
+    struct mw_req *req;
+    uint32_t gen;
+};
+
+/* The open stream, or NULL when it is closed or its request is over. */
+static struct mw_stream *get_stream(lua_State *L)
+{
+    struct stream_handle *h = luaL_checkudata(L, 1, STREAM_MT);
+    if (h->req->gen != h->gen || !h->req->stream || h->req->stream->closed) return NULL;
+    return h->req->stream;
+}
+
+static struct mw_req *check_res_arg(lua_State *L)
+{
+    struct mw_req *req = mw_lua_check_res(L, 1);
+    return req;
+}
+
+static void add_header(struct mw_req *req, const char *name, const char *value, int replace)
+{
+    mw_response_add(&req->res, name, strlen(name), value, strlen(value), replace);
+}
+
+/* res:sse{ heartbeat = 15 } -> stream */
+static int res_sse(lua_State *L)
+{
+    struct mw_req *req = check_res_arg(L);
+    lua_Number heartbeat = 15;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "heartbeat");
+        if (!lua_isnil(L, -1)) {
+            heartbeat = luaL_checknumber(L, -1);
+            luaL_argcheck(L, heartbeat >= 0, 2, "heartbeat must be >= 0 seconds");
+        }
+        lua_pop(L, 1);
+    }
+    if (req->res_state != MW_RES_NONE) return luaL_error(L, "res:sse() after the response started");
+    if (!req->conn) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    /* the client's resume point: the header, else ?lastEventId= */
+    struct mw_buf lei;
+    mw_buf_init(&lei);
+    if (!mw_req_header(req, "last-event-id", 13, &lei)) mw_req_query_value(req, "lastEventId", &lei);
+    mw_buf_appendc(&lei, '\0');
+
+    /* stack: res, opts, handle */
+    struct stream_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+    h->req = req;
+    h->gen = req->gen;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &stream_mt_key);
+    lua_setmetatable(L, -2);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, lei.data);
+    lua_setfield(L, -2, "last_event_id");
+    lua_setiuservalue(L, -2, 1);
+
+    add_header(req, "Content-Type", "text/event-stream; charset=utf-8", 1);
+    add_header(req, "Cache-Control", "no-cache", 1);
+    add_header(req, "X-Accel-Buffering", "no", 1);
+    struct mw_stream *s = mw_req_start_stream(req, (uint64_t)(heartbeat * 1000), lei.data);
+    mw_buf_free(&lei);
+    lua_pushvalue(L, -1);
+    s->lua_ref = mw_lua_ref(L);
+    return 1;
+}
+
+static int stream_index(lua_State *L)
+{
+    /* stack: stream, key */
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    lua_settop(L, 2);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+static int raise_field(lua_State *L, const char *what)
+{
+    return luaL_error(L, "stream:send: %s must not contain CR, LF or NUL", what);
+}
+
+/* stream:send(data | { data =, event =, id =, retry = }) -> true | false */
+static int stream_send(lua_State *L)
+{
+    struct mw_stream *s = get_stream(L);
+    struct mw_sse_event ev = {.retry_ms = -1};
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "data");
+        lua_getfield(L, 2, "event");
+        lua_getfield(L, 2, "id");
+        lua_getfield(L, 2, "retry");
+        /* stack: stream, t, data, event, id, retry */
+        if (!lua_isnil(L, 3)) ev.data = luaL_checklstring(L, 3, &ev.data_len);
+        if (!lua_isnil(L, 4)) {
+            ev.event = luaL_checklstring(L, 4, &ev.event_len);
+            if (!mw_sse_field_ok(ev.event, ev.event_len)) return raise_field(L, "event");
+        }
+        if (!lua_isnil(L, 5)) {
+            ev.id = luaL_checklstring(L, 5, &ev.id_len);
+            if (!mw_sse_field_ok(ev.id, ev.id_len)) return raise_field(L, "id");
+        }
+        if (!lua_isnil(L, 6)) {
+            lua_Integer r = luaL_checkinteger(L, 6);
+            luaL_argcheck(L, r >= 0, 2, "retry must be >= 0 milliseconds");
+            ev.retry_ms = r;
+        }
+        if (!ev.data && !ev.event && !ev.id && ev.retry_ms < 0)
+            return luaL_argerror(L, 2, "an event needs data, event, id or retry");
+    } else {
+        ev.data = luaL_checklstring(L, 2, &ev.data_len);
+    }
+    if (!s) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    struct mw_buf out;
+    mw_buf_init(&out);
+    mw_sse_encode(&out, &ev);
+    int rc = mw_stream_write(s, out.data, out.len);
+    mw_buf_free(&out);
+    lua_pushboolean(L, rc == MW_STREAM_OK);
+    return 1;
+}
+
+/* stream:comment(text) -> true | false */
+static int stream_comment(lua_State *L)
+{
+    struct mw_stream *s = get_stream(L);
+    size_t len;
+    const char *text = luaL_optlstring(L, 2, "", &len);
+    if (!s) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    struct mw_buf out;
+    mw_buf_init(&out);
+    mw_sse_comment(&out, text, len);
+    mw_buf_appendc(&out, '\n');
+    int rc = mw_stream_write(s, out.data, out.len);
+    mw_buf_free(&out);
+    lua_pushboolean(L, rc == MW_STREAM_OK);
+    return 1;
+}
+
+/* stream:subscribe(channel [, { since = id, event = name }]) -> true | false */
+static int stream_subscribe(lua_State *L)
+{
+    struct mw_stream *s = get_stream(L);
+    struct mw_channel *ch = mw_lua_check_channel(L, 2);
+    long long since = -1;
+    const char *event = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "since");
+        if (!lua_isnil(L, -1)) {
+            lua_Integer v = luaL_checkinteger(L, -1);
+            luaL_argcheck(L, v >= 0, 3, "since must be an id >= 0");
+            since = v;
+        }
+        lua_getfield(L, 3, "event");
+        if (!lua_isnil(L, -1)) {
+            size_t len;
+            event = luaL_checklstring(L, -1, &len);
+            if (!mw_sse_field_ok(event, len) || strlen(event) != len)
+                return luaL_error(L, "stream:subscribe: event must not contain CR, LF or NUL");
+        }
+    }
+    if (!s) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int rc = mw_stream_subscribe(s, ch, since, event);
+    if (rc == MW_STREAM_DUP) return luaL_error(L, "stream:subscribe: already subscribed to %s", ch->name);
+    lua_pushboolean(L, rc == MW_STREAM_OK);
+    return 1;
+}
+
+static int stream_unsubscribe(lua_State *L)
+{
+    struct mw_stream *s = get_stream(L);
+    struct mw_channel *ch = mw_lua_check_channel(L, 2);
+    lua_pushboolean(L, s && mw_stream_unsubscribe(s, ch) == MW_STREAM_OK);
+    return 1;
+}
+
+static int stream_closed(lua_State *L)
+{
+    lua_pushboolean(L, get_stream(L) == NULL);
+    return 1;
+}
+
+/* stream:on_close(fn): fn() runs once when the stream ends for any reason. */
+static int stream_on_close(lua_State *L)
+{
+    luaL_checkudata(L, 1, STREAM_MT);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    struct mw_stream *s = get_stream(L);
+    lua_getiuservalue(L, 1, 1);
+    if (lua_getfield(L, -1, "on_close") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "on_close");
+    }
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    if (!s) {
+        /* already closed: run it now, like a late listener would expect */
+        lua_pushvalue(L, 2);
+        lua_call(L, 0, 0);
+    }
+    return 0;
+}
+
+/* stream:close(): ends the stream and its response. */
+static int stream_close(lua_State *L)
+{
+    struct mw_stream *s = get_stream(L);
+    if (s) mw_stream_close(s, 1);
+    return 0;
+}
+
+static int stream_tostring(lua_State *L)
+{
+    lua_pushstring(L, get_stream(L) ? "moonwire.stream (open)" : "moonwire.stream (closed)");
+    return 1;
+}
+
+/* ------------------------------------------------------------ on close */
+
+static void on_close_done(struct mw_co *co, const char *err, void *ud)
+{
+    if (err) mw_log_error("stream on_close callback failed: %s", err);
+}
+
+/* Runs the callbacks one after another in one coroutine. */
+static int run_callbacks(lua_State *L)
+{
+    /* stack: list */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        lua_call(L, 0, 0);
+    }
+    return 0;
+}
+
+void mw_lua_stream_closed(struct mw_stream *s)
+{
+    struct mw_vm *vm = mw_vm_of(NULL);
+    if (!vm || s->lua_ref == LUA_NOREF) return;
+    lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->lua_ref);
+    mw_lua_unref(L, s->lua_ref);
+    s->lua_ref = LUA_NOREF;
+    lua_getiuservalue(L, -1, 1);
+    if (lua_getfield(L, -1, "on_close") == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
+        struct mw_co *co = mw_co_new(vm, "on_close", on_close_done, NULL);
+        lua_pushcfunction(co->T, run_callbacks);
+        lua_xmove(L, co->T, 1);
+        lua_pop(L, 2);
+        mw_co_start(co, 1);
+        return;
+    }
+    lua_pop(L, 3);
+}
+
+void mw_lua_open_sse(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"send", stream_send},
+                                       {"comment", stream_comment},
+                                       {"subscribe", stream_subscribe},
+                                       {"unsubscribe", stream_unsubscribe},
+                                       {"closed", stream_closed},
+                                       {"on_close", stream_on_close},
+                                       {"close", stream_close},
+                                       {NULL, NULL}};
+    /* stack: core */
+    luaL_newmetatable(L, STREAM_MT);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &stream_mt_key);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pushcfunction(L, stream_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, stream_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, "res_methods");
+    lua_pushcfunction(L, res_sse);
+    lua_setfield(L, -2, "sse");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,369 @@
+/* stream.c - SSE streams: hub delivery, resume ids, heartbeats.
+ *
+ * Heartbeats: every stream with the same interval sits in one list ordered
+ * by due time (any write postpones it to the list's end), and one timer
+ * serves all lists, so ten thousand idle streams cost no timer each. */
+#include "stream.h"
+#include "buf.h"
+#include "conn.h"
+#include "http.h"
+#include "log.h"
+#include "lua_sse.h"
+#include "server.h"
+#include "sse.h"
+
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+struct hb_list {
+    uint64_t interval_ms;
+    struct mw_stream *head, *tail;
+    struct hb_list *next;
+};
+
+static _Thread_local struct hb_list *hb_lists;
+static _Thread_local uv_timer_t hb_timer;
+static _Thread_local int hb_timer_ready;
+static _Thread_local struct mw_stream **all;  /* open streams, for shutdown */
+static _Thread_local size_t nall, capall;
+
+static void hb_arm(uv_loop_t *loop);
+
+/* ----------------------------------------------------------- heartbeats */
+
+static void hb_unlink(struct mw_stream *s)
+{
+    struct hb_list *l = s->hb;
+    if (!l) return;
+    if (s->hb_prev) s->hb_prev->hb_next = s->hb_next;
+    if (s->hb_next) s->hb_next->hb_prev = s->hb_prev;
+    if (l->head == s) l->head = s->hb_next;
+    if (l->tail == s) l->tail = s->hb_prev;
+    s->hb = NULL;
+    s->hb_prev = s->hb_next = NULL;
+}
+
+/* Moves s to the end of its interval's list, due one interval from now. */
+static void hb_touch(struct mw_stream *s, uv_loop_t *loop)
+{
+    if (!s->heartbeat_ms || s->closed) return;
+    struct hb_list *l = s->hb;
+    if (!l) {
+        for (l = hb_lists; l && l->interval_ms != s->heartbeat_ms; l = l->next) {
+        }
+        if (!l) {
+            l = mw_xcalloc(1, sizeof *l);
+            l->interval_ms = s->heartbeat_ms;
+            l->next = hb_lists;
+            hb_lists = l;
+        }
+    } else {
+        hb_unlink(s);
+    }
+    s->hb = l;
+    s->hb_due_ms = uv_now(loop) + s->heartbeat_ms;
+    s->hb_prev = l->tail;
+    if (l->tail) l->tail->hb_next = s;
+    else l->head = s;
+    l->tail = s;
+    if (!uv_is_active((uv_handle_t *)&hb_timer)) hb_arm(loop);
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    uint64_t now = uv_now(t->loop);
+    struct mw_server *srv = NULL;
+    for (struct hb_list *l = hb_lists; l; l = l->next) {
+        /* each beat moves its stream to the tail; stop at the first not due */
+        while (l->head && l->head->hb_due_ms <= now) {
+            struct mw_stream *s = l->head;
+            if (s->req) srv = s->req->srv;
+            if (mw_stream_write(s, ":\n\n", 3) != MW_STREAM_OK) hb_unlink(s);
+        }
+    }
+    hb_arm(t->loop);
+    if (srv) mw_server_sweep(srv);
+}
+
+static void hb_arm(uv_loop_t *loop)
+{
+    if (!hb_timer_ready) {
+        uv_timer_init(loop, &hb_timer);
+        uv_unref((uv_handle_t *)&hb_timer);
+        hb_timer_ready = 1;
+    }
+    uint64_t due = UINT64_MAX;
+    for (struct hb_list *l = hb_lists; l; l = l->next)
+        if (l->head && l->head->hb_due_ms < due) due = l->head->hb_due_ms;
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&hb_timer);
+        return;
+    }
+    uint64_t now = uv_now(loop);
+    uv_timer_start(&hb_timer, on_heartbeat, due > now ? due - now : 0, 0);
+}
+
+/* -------------------------------------------------------------- streams */
+
+struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, const char *last_event_id)
+{
+    struct mw_stream *s = mw_xcalloc(1, sizeof *s);
+    s->req = req;
+    s->heartbeat_ms = heartbeat_ms;
+    s->lua_ref = -2; /* LUA_NOREF */
+    if (last_event_id && *last_event_id) {
+        const char *p = last_event_id;
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            s->resume = mw_xrealloc(s->resume, (s->nresume + 1) * sizeof *s->resume);
+            s->resume[s->nresume++] = mw_xstrndup(p, n);
+            if (!comma) break;
+            p = comma + 1;
+        }
+    }
+    if (nall == capall) {
+        capall = capall ? capall * 2 : 64;
+        all = mw_xrealloc(all, capall * sizeof *all);
+    }
+    all[nall++] = s;
+    hb_touch(s, req->srv->loop);
+    return s;
+}
+
+static struct mw_conn *stream_conn(struct mw_stream *s)
+{
+    return s->closed || !s->req ? NULL : s->req->conn;
+}
+
+int mw_stream_write(struct mw_stream *s, const char *data, size_t len)
+{
+    struct mw_conn *conn = stream_conn(s);
+    if (!conn) return MW_STREAM_CLOSED;
+    if (conn->wq.queued_bytes + len > s->req->srv->limits.max_queued_bytes) return MW_STREAM_FULL;
+    mw_wq_copy(&conn->wq, data, len);
+    mw_conn_defer(conn, MW_WORK_FLUSH);
+    hb_touch(s, conn->srv->loop);
+    return MW_STREAM_OK;
+}
+
+/* "id: a,b,c\n": each subscription's last id, and for positions not yet
+ * subscribed, the entry the client resumed with, so none is lost. */
+static void id_line(struct mw_stream *s, struct mw_buf *out)
+{
+    size_t n = s->nsubs > s->nresume ? s->nsubs : s->nresume;
+    mw_buf_append(out, "id: ", 4);
+    for (size_t i = 0; i < n; i++) {
+        if (i) mw_buf_appendc(out, ',');
+        if (i < s->nsubs)
+            mw_buf_appendf(out, "%llu", (unsigned long long)s->subs[i]->last_id);
+        else
+            mw_buf_appends(out, s->resume[i]);
+    }
+    mw_buf_appendc(out, '\n');
+}
+
+/* The message as an SSE event without its id line, made once per message
+ * and event name and shared by every stream. */
+static struct mw_shared *encode(struct mw_msg *m, const char *event)
+{
+    struct mw_shared *bytes = mw_msg_encoding(m, MW_ENC_SSE, event);
+    if (bytes) return bytes;
+    struct mw_buf out, b64;
+    mw_buf_init(&out);
+    mw_buf_init(&b64);
+    struct mw_sse_event ev = {.data = m->data, .data_len = m->len, .retry_ms = -1};
+    if (m->kind == MW_MSG_BINARY) {
+        char *dst = mw_buf_reserve(&b64, 4 * ((m->len + 2) / 3) + 1);
+        b64.len = (size_t)EVP_EncodeBlock((unsigned char *)dst, (const unsigned char *)m->data, (int)m->len);
+        ev.data = b64.data ? b64.data : "";
+        ev.data_len = b64.len;
+    }
+    if (event) {
+        ev.event = event;
+        ev.event_len = strlen(event);
+    }
+    mw_sse_encode(&out, &ev);
+    bytes = mw_shared_new(out.data, out.len);
+    mw_buf_free(&out);
+    mw_buf_free(&b64);
+    mw_msg_set_encoding(m, MW_ENC_SSE, event, bytes);
+    return bytes;
+}
+
+/* Queues one hub message. Returns FULL when the client is too far behind. */
+static int send_msg(struct mw_stream_sub *ss, struct mw_msg *m)
+{
+    struct mw_stream *s = ss->stream;
+    struct mw_conn *conn = stream_conn(s);
+    if (!conn) return MW_STREAM_CLOSED;
+    struct mw_shared *bytes = encode(m, ss->event);
+    if (conn->wq.queued_bytes + bytes->len > s->req->srv->limits.max_queued_bytes)
+        return MW_STREAM_FULL;
+    ss->last_id = m->id;
+    struct mw_buf line;
+    mw_buf_init(&line);
+    id_line(s, &line);
+    mw_wq_copy(&conn->wq, line.data, line.len);
+    mw_buf_free(&line);
+    mw_wq_shared(&conn->wq, bytes);
+    mw_conn_defer(conn, MW_WORK_FLUSH);
+    hb_touch(s, conn->srv->loop);
+    return MW_STREAM_OK;
+}
+
+/* A client too slow for the hub is dropped; it resumes from history when
+ * it reconnects with Last-Event-ID. */
+static void drop_slow(struct mw_stream *s)
+{
+    struct mw_conn *conn = stream_conn(s);
+    if (!conn) return;
+    mw_log_warn("req %s: SSE client fell more than %zu bytes behind; dropping it (it resumes "
+                "from history on reconnect)",
+                mw_req_id(s->req), s->req->srv->limits.max_queued_bytes);
+    mw_conn_close(conn, "slow SSE consumer");
+}
+
+static void deliver(struct mw_sub *sub, struct mw_msg *m)
+{
+    struct mw_stream_sub *ss = (struct mw_stream_sub *)sub;
+    if (send_msg(ss, m) == MW_STREAM_FULL) drop_slow(ss->stream);
+}
+
+static const struct mw_sub_ops stream_ops = {.deliver = deliver};
+
+struct replay {
+    struct mw_stream_sub *ss;
+    int rc;
+};
+
+static void replay_one(struct mw_msg *m, void *ud)
+{
+    struct replay *r = ud;
+    if (r->rc == MW_STREAM_OK) r->rc = send_msg(r->ss, m);
+}
+
+int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long since, const char *event)
+{
+    if (!stream_conn(s)) return MW_STREAM_CLOSED;
+    for (size_t i = 0; i < s->nsubs; i++)
+        if (s->subs[i]->sub.ch == ch) return MW_STREAM_DUP;
+    if (since < 0 && s->nsubs < s->nresume) {
+        char *end;
+        unsigned long long v = strtoull(s->resume[s->nsubs], &end, 10);
+        if (end != s->resume[s->nsubs] && *end == '\0') since = (long long)v;
+    }
+    struct mw_stream_sub *ss = mw_xcalloc(1, sizeof *ss);
+    ss->sub.ops = &stream_ops;
+    ss->sub.owner = s;
+    ss->stream = s;
+    ss->event = event ? mw_xstrndup(event, strlen(event)) : NULL;
+    /* until a message goes out, the client is at `since` (or, with no
+     * since, at the newest message, which it need not see) */
+    ss->last_id = since >= 0 && (uint64_t)since <= ch->last_id ? (uint64_t)since : ch->last_id;
+    s->subs = mw_xrealloc(s->subs, (s->nsubs + 1) * sizeof *s->subs);
+    s->subs[s->nsubs++] = ss;
+
+    struct replay r = {ss, MW_STREAM_OK};
+    if (since >= 0) {
+        struct mw_buf note;
+        mw_buf_init(&note);
+        size_t missed = mw_channel_history(ch, since, replay_one, &r);
+        if (missed && r.rc == MW_STREAM_OK) {
+            /* ids are consecutive, so the client sees the gap; say it too */
+            mw_buf_appendf(&note, ": %zu message(s) of %s after id %lld are no longer retained\n\n",
+                           missed, ch->name, since);
+            r.rc = mw_stream_write(s, note.data, note.len);
+        }
+        mw_buf_free(&note);
+    }
+    if (r.rc == MW_STREAM_FULL) {
+        drop_slow(s);
+        return MW_STREAM_CLOSED;
+    }
+    mw_hub_subscribe(ch, &ss->sub);
+    return MW_STREAM_OK;
+}
+
+static void sub_free(struct mw_stream_sub *ss)
+{
+    mw_hub_unsubscribe(&ss->sub);
+    free(ss->event);
+    free(ss);
+}
+
+int mw_stream_unsubscribe(struct mw_stream *s, struct mw_channel *ch)
+{
+    for (size_t i = 0; i < s->nsubs; i++) {
+        if (s->subs[i]->sub.ch != ch) continue;
+        sub_free(s->subs[i]);
+        memmove(s->subs + i, s->subs + i + 1, (s->nsubs - i - 1) * sizeof *s->subs);
+        s->nsubs--;
+        return MW_STREAM_OK;
+    }
+    return MW_STREAM_CLOSED;
+}
+
+static void forget(struct mw_stream *s)
+{
+    for (size_t i = 0; i < nall; i++) {
+        if (all[i] == s) {
+            all[i] = all[--nall];
+            return;
+        }
+    }
+}
+
+void mw_stream_close(struct mw_stream *s, int finish)
+{
+    if (s->closed) return;
+    s->closed = 1;
+    hb_unlink(s);
+    for (size_t i = 0; i < s->nsubs; i++) {
+        /* keep last ids for stream.closed-time inspection; drop hub links */
+        mw_hub_unsubscribe(&s->subs[i]->sub);
+    }
+    forget(s);
+    mw_lua_stream_closed(s);
+    /* last: finishing may retire the request, which frees s */
+    struct mw_req *req = s->req;
+    if (finish && req && req->conn) mw_req_finish_stream(req);
+}
+
+void mw_stream_free(struct mw_stream *s)
+{
+    if (!s->closed) mw_stream_close(s, 0);
+    for (size_t i = 0; i < s->nsubs; i++) sub_free(s->subs[i]);
+    free(s->subs);
+    for (size_t i = 0; i < s->nresume; i++) free(s->resume[i]);
+    free(s->resume);
+    free(s);
+}
+
+void mw_stream_close_all(void)
+{
+    while (nall) mw_stream_close(all[nall - 1], 1);
+}
+
+void mw_stream_shutdown(void)
+{
+    if (hb_timer_ready) {
+        uv_close((uv_handle_t *)&hb_timer, NULL);
+        hb_timer_ready = 0;
+    }
+    while (hb_lists) {
+        struct hb_list *l = hb_lists;
+        hb_lists = l->next;
+        free(l);
+    }
+    free(all);
+    all = NULL;
+    nall = capall = 0;
+}
+
+size_t mw_stream_count(void)
+{
+    return nall;
+}

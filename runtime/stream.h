@@ -1,0 +1,60 @@
+/* stream.h - an open Server-Sent Events response: hub subscriptions with
+ * their resume ids, heartbeats, and the slow-consumer rule. The response is
+ * close-delimited (no chunking), so a hub message's encoded event is the
+ * same bytes for every subscriber and is queued by reference. */
+#ifndef MW_STREAM_H
+#define MW_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub.h"
+
+struct mw_req;
+struct mw_stream;
+
+struct mw_stream_sub {
+    struct mw_sub sub;         /* first: the hub hands it back to us */
+    struct mw_stream *stream;
+    char *event;               /* event name for this channel's messages, or NULL */
+    uint64_t last_id;          /* newest id of this channel the client has */
+};
+
+struct mw_stream {
+    struct mw_req *req;          /* owner; NULL once the request is gone */
+    struct mw_stream_sub **subs; /* in subscription order */
+    size_t nsubs;
+    char **resume;               /* Last-Event-ID split at commas, one per channel */
+    size_t nresume;
+    uint64_t heartbeat_ms;       /* 0: none */
+    uint64_t hb_due_ms;
+    struct mw_stream *hb_prev, *hb_next;
+    struct hb_list *hb;          /* the list it waits in, or NULL */
+    int closed;
+    int lua_ref;                 /* anchors the Lua stream object while open */
+};
+
+enum { MW_STREAM_OK = 0, MW_STREAM_CLOSED = -1, MW_STREAM_FULL = -2, MW_STREAM_DUP = -3 };
+
+/* Starts the stream on req (its head must already be queued). */
+struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, const char *last_event_id);
+/* Queues bytes (an event or comment). FULL: over max_queued_bytes, nothing
+ * queued. */
+int mw_stream_write(struct mw_stream *s, const char *data, size_t len);
+/* Subscribes and replays what the client missed after `since` (< 0:
+ * absent: the k-th subscription resumes from the k-th Last-Event-ID entry,
+ * else only new messages). */
+int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long since, const char *event);
+int mw_stream_unsubscribe(struct mw_stream *s, struct mw_channel *ch);
+/* Ends the stream: subscriptions and heartbeat released, Lua told. When
+ * `finish`, the response ends too (connection closes after the queue). */
+void mw_stream_close(struct mw_stream *s, int finish);
+/* Frees it (the request is being freed). */
+void mw_stream_free(struct mw_stream *s);
+/* Ends every open stream (graceful shutdown). */
+void mw_stream_close_all(void);
+/* Closes the heartbeat timer (process exit). */
+void mw_stream_shutdown(void);
+size_t mw_stream_count(void);
+
+#endif
