@@ -3,6 +3,7 @@
  * its handles have been called back from uv_close and no deferred work
  * entry still points at it. */
 #include "conn.h"
+#include "deadline.h"
 #include "http.h"
 #include "mw_limits.h"
 #include "log.h"
@@ -127,21 +128,13 @@ void mw_conn_read_stop(struct mw_conn *conn)
     conn->reading = 0;
 }
 
-/* Timers are lazy: setting one records a deadline and only touches the
- * libuv timer when it must fire sooner than already scheduled. A request
- * sets and clears several deadlines; this keeps that off the timer heap.
- * When the timer fires early for a moved deadline, it re-arms itself. */
-static void on_timer(uv_timer_t *t)
+/* A connection's one timeout is a deadline on the shared timer
+ * (deadline.c): setting and clearing it per request costs pointer moves,
+ * and an idle connection carries no timer handle of its own. */
+static void on_deadline(struct mw_deadline *d)
 {
-    struct mw_conn *conn = t->data;
+    struct mw_conn *conn = (struct mw_conn *)((char *)d - offsetof(struct mw_conn, timer));
     int kind = conn->timer_kind;
-    if (kind == MW_TIMER_NONE) return;
-    uint64_t now = uv_now(t->loop);
-    if (conn->deadline_ms > now) {
-        conn->timer_due_ms = conn->deadline_ms;
-        uv_timer_start(t, on_timer, conn->deadline_ms - now, 0);
-        return;
-    }
     conn->timer_kind = MW_TIMER_NONE;
     if (kind == MW_TIMER_LINGER) {
         mw_conn_close(conn, "linger timeout");
@@ -156,15 +149,11 @@ void mw_conn_set_timer(struct mw_conn *conn, int kind, uint64_t ms)
     if (conn->state == MW_CONN_CLOSING) return;
     if (kind == MW_TIMER_NONE || ms == 0) {
         conn->timer_kind = MW_TIMER_NONE;
+        mw_deadline_clear(&conn->timer);
         return;
     }
     conn->timer_kind = kind;
-    uint64_t now = uv_now(conn->srv->loop);
-    conn->deadline_ms = now + ms;
-    if (!uv_is_active((uv_handle_t *)&conn->timer) || conn->timer_due_ms > conn->deadline_ms) {
-        conn->timer_due_ms = conn->deadline_ms;
-        uv_timer_start(&conn->timer, on_timer, ms, 0);
-    }
+    mw_deadline_set(&conn->timer, conn->srv->loop, ms, on_deadline);
 }
 
 void mw_conn_accept(struct mw_server *srv)
@@ -174,13 +163,10 @@ void mw_conn_accept(struct mw_server *srv)
     conn->id = ++srv->next_conn_id;
     uv_tcp_init(srv->loop, &conn->tcp);
     conn->tcp.data = conn;
-    uv_timer_init(srv->loop, &conn->timer);
-    conn->timer.data = conn;
-    conn->handles_open = 2;
+    conn->handles_open = 1;
     if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&conn->tcp) != 0) {
         conn->state = MW_CONN_CLOSING;
         uv_close((uv_handle_t *)&conn->tcp, on_handle_closed);
-        uv_close((uv_handle_t *)&conn->timer, on_handle_closed);
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
@@ -205,7 +191,7 @@ void mw_conn_close(struct mw_conn *conn, const char *reason)
     mw_conn_read_stop(conn);
     mw_wq_free(&conn->wq);
     uv_close((uv_handle_t *)&conn->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&conn->timer, on_handle_closed);
+    mw_deadline_clear(&conn->timer);
 
     struct mw_server *srv = conn->srv;
     if (conn->prev) conn->prev->next = conn->next;

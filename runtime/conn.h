@@ -8,6 +8,7 @@
 #include <uv.h>
 #include <llhttp.h>
 
+#include "deadline.h"
 #include "wq.h"
 
 struct mw_server;
@@ -35,7 +36,7 @@ enum {
 
 struct mw_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    struct mw_deadline timer;      /* the one timeout of timer_kind */
     struct mw_server *srv;
     struct mw_conn *prev, *next;   /* server's connection list */
     struct mw_conn *work_next;     /* server's deferred-work list */
@@ -45,8 +46,6 @@ struct mw_conn {
     int refs;                      /* deferred-work entries and other holders */
     int work;                      /* MW_WORK_* flags queued */
     int timer_kind;                /* enum mw_conn_timer */
-    uint64_t deadline_ms;          /* when timer_kind fires (loop time) */
-    uint64_t timer_due_ms;         /* when the libuv timer is scheduled */
     int reading;                   /* uv_read_start is active */
     int shut;                      /* uv_shutdown issued */
     int eof;                       /* the client sent FIN */

@@ -6,6 +6,7 @@
  * resumes are collected, so a burst in one loop turn arrives as one list.
  * When the waiting request's client leaves, the wait is cancelled at once
  * and the handler ends quietly. */
+#include "deadline.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
@@ -16,6 +17,7 @@
 #include "utf8.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -30,7 +32,7 @@ struct waiter {
     struct mw_sub sub;      /* first: the hub hands it back */
     struct mw_co *co;
     struct mw_req *req;     /* the waiting request, if a handler waits */
-    uv_timer_t timer;
+    struct mw_deadline timeout;
     int woken;
     struct mw_msg **msgs;   /* collected deliveries */
     size_t nmsgs;
@@ -176,12 +178,7 @@ static int ch_last_id(lua_State *L)
 
 /* ------------------------------------------------------------- ch:wait */
 
-static void waiter_timer_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-/* Unlinks the waiter everywhere and frees it (after its timer closes). */
+/* Unlinks the waiter everywhere and frees it. */
 static void waiter_end(struct waiter *w)
 {
     mw_hub_unsubscribe(&w->sub);
@@ -193,14 +190,15 @@ static void waiter_end(struct waiter *w)
     if (w->prev) w->prev->next = w->next;
     if (w->next) w->next->prev = w->prev;
     if (waiters == w) waiters = w->next;
-    uv_close((uv_handle_t *)&w->timer, waiter_timer_closed);
+    mw_deadline_clear(&w->timeout);
+    free(w);
 }
 
 static void wake(struct waiter *w)
 {
     if (w->woken) return;
     w->woken = 1;
-    uv_timer_stop(&w->timer);
+    mw_deadline_clear(&w->timeout);
     mw_co_wake(w->co, 0);
 }
 
@@ -215,9 +213,9 @@ static void waiter_deliver(struct mw_sub *sub, struct mw_msg *m)
 
 static const struct mw_sub_ops waiter_ops = {.deliver = waiter_deliver};
 
-static void waiter_timeout(uv_timer_t *t)
+static void waiter_timeout(struct mw_deadline *d)
 {
-    struct waiter *w = t->data;
+    struct waiter *w = (struct waiter *)((char *)d - offsetof(struct waiter, timeout));
     struct mw_server *srv = w->co->vm->srv;
     wake(w);
     mw_server_sweep(srv);
@@ -275,9 +273,7 @@ static int ch_wait(lua_State *L)
     w->sub.owner = w;
     w->co = co;
     w->req = req;
-    uv_timer_init(vm->srv->loop, &w->timer);
-    w->timer.data = w;
-    uv_timer_start(&w->timer, waiter_timeout, (uint64_t)(timeout * 1000), 0);
+    mw_deadline_set(&w->timeout, vm->srv->loop, (uint64_t)(timeout * 1000), waiter_timeout);
     w->next = waiters;
     if (waiters) waiters->prev = w;
     waiters = w;

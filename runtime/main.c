@@ -1,6 +1,7 @@
 /* main.c - the command line, signals and exit codes; nothing else.
  * Exit status: 0 after a clean shutdown, 1 when the app fails to load or
  * the server cannot start, 2 for a usage error. */
+#include "deadline.h"
 #include "http.h"
 #include "hub.h"
 #include "stream.h"
@@ -229,6 +230,7 @@ out:
     close_signals();
     if (!server.shutting_down) mw_server_close(&server);
     mw_stream_shutdown();
+    mw_deadline_shutdown();
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();
     mw_hub_free_all();

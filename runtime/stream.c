@@ -1,11 +1,11 @@
 /* stream.c - SSE streams: hub delivery, resume ids, heartbeats.
  *
- * Heartbeats: every stream with the same interval sits in one list ordered
- * by due time (any write postpones it to the list's end), and one timer
- * serves all lists, so ten thousand idle streams cost no timer each. */
+ * Heartbeats are deadlines on the shared timer (deadline.c), so ten
+ * thousand idle streams cost no timer handle each. */
 #include "stream.h"
 #include "buf.h"
 #include "conn.h"
+#include "deadline.h"
 #include "http.h"
 #include "log.h"
 #include "lua_sse.h"
@@ -17,92 +17,24 @@
 #include <string.h>
 #include <uv.h>
 
-struct hb_list {
-    uint64_t interval_ms;
-    struct mw_stream *head, *tail;
-    struct hb_list *next;
-};
-
-static _Thread_local struct hb_list *hb_lists;
-static _Thread_local uv_timer_t hb_timer;
-static _Thread_local int hb_timer_ready;
 static _Thread_local struct mw_stream **all;  /* open streams, for shutdown */
 static _Thread_local size_t nall, capall;
 
-static void hb_arm(uv_loop_t *loop);
-
 /* ----------------------------------------------------------- heartbeats */
 
-static void hb_unlink(struct mw_stream *s)
+static void on_beat(struct mw_deadline *d)
 {
-    struct hb_list *l = s->hb;
-    if (!l) return;
-    if (s->hb_prev) s->hb_prev->hb_next = s->hb_next;
-    if (s->hb_next) s->hb_next->hb_prev = s->hb_prev;
-    if (l->head == s) l->head = s->hb_next;
-    if (l->tail == s) l->tail = s->hb_prev;
-    s->hb = NULL;
-    s->hb_prev = s->hb_next = NULL;
-}
-
-/* Moves s to the end of its interval's list, due one interval from now. */
-static void hb_touch(struct mw_stream *s, uv_loop_t *loop)
-{
-    if (!s->heartbeat_ms || s->closed) return;
-    struct hb_list *l = s->hb;
-    if (!l) {
-        for (l = hb_lists; l && l->interval_ms != s->heartbeat_ms; l = l->next) {
-        }
-        if (!l) {
-            l = mw_xcalloc(1, sizeof *l);
-            l->interval_ms = s->heartbeat_ms;
-            l->next = hb_lists;
-            hb_lists = l;
-        }
-    } else {
-        hb_unlink(s);
-    }
-    s->hb = l;
-    s->hb_due_ms = uv_now(loop) + s->heartbeat_ms;
-    s->hb_prev = l->tail;
-    if (l->tail) l->tail->hb_next = s;
-    else l->head = s;
-    l->tail = s;
-    if (!uv_is_active((uv_handle_t *)&hb_timer)) hb_arm(loop);
-}
-
-static void on_heartbeat(uv_timer_t *t)
-{
-    uint64_t now = uv_now(t->loop);
-    struct mw_server *srv = NULL;
-    for (struct hb_list *l = hb_lists; l; l = l->next) {
-        /* each beat moves its stream to the tail; stop at the first not due */
-        while (l->head && l->head->hb_due_ms <= now) {
-            struct mw_stream *s = l->head;
-            if (s->req) srv = s->req->srv;
-            if (mw_stream_write(s, ":\n\n", 3) != MW_STREAM_OK) hb_unlink(s);
-        }
-    }
-    hb_arm(t->loop);
+    struct mw_stream *s = (struct mw_stream *)((char *)d - offsetof(struct mw_stream, hb));
+    struct mw_server *srv = s->req ? s->req->srv : NULL;
+    mw_stream_write(s, ":\n\n", 3); /* re-arms the heartbeat when it goes out */
     if (srv) mw_server_sweep(srv);
 }
 
-static void hb_arm(uv_loop_t *loop)
+/* Any write postpones the next heartbeat by a whole interval. */
+static void hb_touch(struct mw_stream *s, uv_loop_t *loop)
 {
-    if (!hb_timer_ready) {
-        uv_timer_init(loop, &hb_timer);
-        uv_unref((uv_handle_t *)&hb_timer);
-        hb_timer_ready = 1;
-    }
-    uint64_t due = UINT64_MAX;
-    for (struct hb_list *l = hb_lists; l; l = l->next)
-        if (l->head && l->head->hb_due_ms < due) due = l->head->hb_due_ms;
-    if (due == UINT64_MAX) {
-        uv_timer_stop(&hb_timer);
-        return;
-    }
-    uint64_t now = uv_now(loop);
-    uv_timer_start(&hb_timer, on_heartbeat, due > now ? due - now : 0, 0);
+    if (!s->heartbeat_ms || s->closed) return;
+    mw_deadline_set(&s->hb, loop, s->heartbeat_ms, on_beat);
 }
 
 /* -------------------------------------------------------------- streams */
@@ -320,7 +252,7 @@ void mw_stream_close(struct mw_stream *s, int finish)
 {
     if (s->closed) return;
     s->closed = 1;
-    hb_unlink(s);
+    mw_deadline_clear(&s->hb);
     for (size_t i = 0; i < s->nsubs; i++) {
         /* keep last ids for stream.closed-time inspection; drop hub links */
         mw_hub_unsubscribe(&s->subs[i]->sub);
@@ -349,15 +281,6 @@ void mw_stream_close_all(void)
 
 void mw_stream_shutdown(void)
 {
-    if (hb_timer_ready) {
-        uv_close((uv_handle_t *)&hb_timer, NULL);
-        hb_timer_ready = 0;
-    }
-    while (hb_lists) {
-        struct hb_list *l = hb_lists;
-        hb_lists = l->next;
-        free(l);
-    }
     free(all);
     all = NULL;
     nall = capall = 0;

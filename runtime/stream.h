@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "deadline.h"
 #include "hub.h"
 
 struct mw_req;
@@ -27,9 +28,7 @@ struct mw_stream {
     char **resume;               /* Last-Event-ID split at commas, one per channel */
     size_t nresume;
     uint64_t heartbeat_ms;       /* 0: none */
-    uint64_t hb_due_ms;
-    struct mw_stream *hb_prev, *hb_next;
-    struct hb_list *hb;          /* the list it waits in, or NULL */
+    struct mw_deadline hb;       /* next heartbeat */
     int closed;
     int lua_ref;                 /* anchors the Lua stream object while open */
 };
@@ -53,7 +52,7 @@ void mw_stream_close(struct mw_stream *s, int finish);
 void mw_stream_free(struct mw_stream *s);
 /* Ends every open stream (graceful shutdown). */
 void mw_stream_close_all(void);
-/* Closes the heartbeat timer (process exit). */
+/* Frees the list of open streams (process exit). */
 void mw_stream_shutdown(void);
 size_t mw_stream_count(void);
 

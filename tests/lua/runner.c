@@ -1,6 +1,7 @@
 /* runner.c - runs a Lua test file on the runtime's own interpreter: the
  * same Lua state setup (package paths, moonwire.core, cjson) an app gets.
  * The file raises on failure; the loop then runs so timers can fire. */
+#include "deadline.h"
 #include "http.h"
 #include "hub.h"
 #include "stream.h"
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     mw_server_close(&srv);
     mw_stream_shutdown();
+    mw_deadline_shutdown();
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();
     mw_hub_free_all();

@@ -1,0 +1,37 @@
+/* deadline.h - many timeouts on one libuv timer.
+ *
+ * A deadline is set to "now + ms" and fires once unless moved or cleared.
+ * Deadlines with the same duration are kept in one list, which stays in
+ * due order because each new one is due last; a single timer waits for
+ * the earliest list head. Setting, moving and clearing are O(1) (plus a
+ * scan of the few distinct durations), with no per-object timer handle:
+ * connections and SSE heartbeats use this instead of a uv_timer_t each. */
+#ifndef MW_DEADLINE_H
+#define MW_DEADLINE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+struct mw_deadline_list;
+struct mw_deadline;
+
+typedef void (*mw_deadline_cb)(struct mw_deadline *d);
+
+struct mw_deadline {
+    struct mw_deadline *prev, *next;
+    struct mw_deadline_list *list; /* NULL when not armed */
+    uint64_t due_ms;               /* loop time */
+    mw_deadline_cb fire;
+};
+
+/* Arms (or moves) d to fire `ms` from now. `ms` must be > 0. */
+void mw_deadline_set(struct mw_deadline *d, uv_loop_t *loop, uint64_t ms, mw_deadline_cb fire);
+void mw_deadline_clear(struct mw_deadline *d);
+static inline int mw_deadline_armed(const struct mw_deadline *d)
+{
+    return d->list != NULL;
+}
+/* Closes the shared timer and frees the lists (process exit). */
+void mw_deadline_shutdown(void);
+
+#endif
