@@ -8,6 +8,7 @@
 #include "mw_limits.h"
 #include "log.h"
 #include "server.h"
+#include "ws.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,10 @@ static void on_write_done(struct mw_wq *wq, int status)
         mw_conn_close(conn, uv_strerror(status));
         return;
     }
-    mw_http_drained(conn);
+    if (conn->ws)
+        mw_ws_drained(conn->ws);
+    else
+        mw_http_drained(conn);
     if (conn->state == MW_CONN_ENDING) mw_conn_defer(conn, MW_WORK_FLUSH);
 }
 
@@ -100,6 +104,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (conn->state != MW_CONN_OPEN) return;
+    if (nread < 0 && conn->ws) {
+        mw_conn_close(conn, "peer gone"); /* no close frame: the app sees 1006 */
+        mw_server_sweep(conn->srv);
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF)
             mw_http_eof(conn);
@@ -109,7 +118,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     conn->rlen += (size_t)nread;
-    mw_http_feed(conn);
+    if (conn->ws)
+        mw_ws_feed(conn->ws);
+    else
+        mw_http_feed(conn);
     if (conn->rpos == conn->rlen) rbuf_release(conn);
     mw_server_sweep(conn->srv);
 }
@@ -187,6 +199,7 @@ void mw_conn_close(struct mw_conn *conn, const char *reason)
     if (conn->state == MW_CONN_CLOSING) return;
     mw_log_debug("conn %llu: close (%s)", (unsigned long long)conn->id, reason);
     conn->state = MW_CONN_CLOSING;
+    if (conn->ws) mw_ws_conn_closed(conn->ws);
     mw_http_conn_closed(conn);
     mw_conn_read_stop(conn);
     mw_wq_free(&conn->wq);
@@ -261,7 +274,12 @@ void mw_conn_defer(struct mw_conn *conn, int work)
 void mw_conn_run_work(struct mw_conn *conn, int work)
 {
     if (conn->state == MW_CONN_CLOSING) return;
-    if ((work & MW_WORK_FEED) && conn->state == MW_CONN_OPEN) mw_http_feed(conn);
+    if ((work & MW_WORK_FEED) && conn->state == MW_CONN_OPEN) {
+        if (conn->ws)
+            mw_ws_feed(conn->ws);
+        else
+            mw_http_feed(conn);
+    }
     if (conn->state == MW_CONN_CLOSING) return;
     if (conn->wq.npending) {
         int rc = mw_wq_flush(&conn->wq, (uv_stream_t *)&conn->tcp);
@@ -269,7 +287,10 @@ void mw_conn_run_work(struct mw_conn *conn, int work)
             mw_conn_close(conn, uv_strerror(rc));
             return;
         }
-        if (conn->state == MW_CONN_OPEN && conn->req) mw_http_drained(conn);
+        if (conn->state == MW_CONN_OPEN && conn->ws)
+            mw_ws_drained(conn->ws);
+        else if (conn->state == MW_CONN_OPEN && conn->req)
+            mw_http_drained(conn);
     }
     if (conn->state == MW_CONN_ENDING) end_when_flushed(conn);
 }

@@ -13,6 +13,7 @@
 
 struct mw_server;
 struct mw_req;
+struct mw_ws;
 
 enum mw_conn_state {
     MW_CONN_OPEN,     /* reading and answering */
@@ -56,6 +57,8 @@ struct mw_conn {
     int parse_blocked;             /* paused at a message end until its response is done */
     int pipelined;                 /* the request in progress was sent before the previous answer */
     struct mw_req *req;            /* request being received or answered */
+    struct mw_ws *ws;              /* set once the connection speaks WebSocket */
+    uint64_t last_rx_ms;           /* loop time of the last bytes read (WebSocket liveness) */
 
     struct mw_wq wq;
 };

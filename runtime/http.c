@@ -130,13 +130,40 @@ static void req_detach(struct mw_req *req)
     req->conn = NULL;
     if (req->stream) mw_stream_close(req->stream, 0); /* the client left: noticed now */
     if (req->waiter) mw_lua_req_notify(req);
-    if (!req->handler_running) req_free(req);
+    if (!req->handler_running && !req->held) req_free(req);
 }
 
 void mw_req_handler_done(struct mw_req *req)
 {
     req->handler_running = 0;
-    if (!req->conn) req_free(req);
+    if (!req->conn && !req->held) req_free(req);
+}
+
+void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len)
+{
+    struct mw_conn *conn = req->conn;
+    scratch.len = 0;
+    mw_buf_appends(&scratch, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n");
+    mw_buf_append(&scratch, extra_headers, len);
+    mw_buf_append(&scratch, "\r\n", 2);
+    mw_wq_copy(&conn->wq, scratch.data, scratch.len);
+    mw_conn_defer(conn, MW_WORK_FLUSH);
+    req->res_state = MW_RES_DONE;
+    req->held = 1;
+    /* HTTP is over on this connection: the parser never runs again, and
+     * the bytes after the request belong to the WebSocket */
+    conn->req = NULL;
+    conn->parse_blocked = 1;
+    mw_conn_set_timer(conn, MW_TIMER_NONE, 0);
+    mw_conn_defer(conn, MW_WORK_FEED); /* frames that came with the request */
+}
+
+void mw_req_release(struct mw_req *req)
+{
+    req->held = 0;
+    req->conn = NULL;
+    if (!req->handler_running) req_free(req);
 }
 
 int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, struct mw_buf *out)
@@ -620,7 +647,7 @@ void mw_http_feed(struct mw_conn *conn)
         conn->rpos = conn->rlen;
         return;
     }
-    while (conn->state == MW_CONN_OPEN && !conn->parse_blocked &&
+    while (conn->state == MW_CONN_OPEN && !conn->parse_blocked && !conn->ws &&
            (conn->rpos < conn->rlen || must_exec)) {
         must_exec = 0;
         const char *start = conn->rbuf + conn->rpos;

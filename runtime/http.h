@@ -61,6 +61,7 @@ struct mw_req {
     unsigned upgrade : 1;         /* Upgrade request (WebSocket) */
     unsigned handler_running : 1; /* its coroutine has not finished */
     unsigned close_after : 1;     /* close once the response is out */
+    unsigned held : 1;            /* kept for a WebSocket as its ws.req */
     long long content_length;     /* declared length, -1 when none */
 
     struct mw_buf body;    /* received body bytes not yet consumed */
@@ -118,6 +119,12 @@ int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, stru
  * The caller set the headers. */
 struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
                                       const char *last_event_id);
+/* Answers a WebSocket handshake with 101 and the given extra header lines
+ * ("Name: value\r\n"...), and takes the connection out of HTTP: req stays
+ * alive (held) as the socket's ws.req until mw_req_release. */
+void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len);
+/* Drops the hold of an upgraded request; frees it if nothing else holds it. */
+void mw_req_release(struct mw_req *req);
 /* Ends a stream's response; the connection closes once the queue drains. */
 void mw_req_finish_stream(struct mw_req *req);
 /* The first value of query parameter `name` (decoded), appended to out. */

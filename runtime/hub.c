@@ -52,6 +52,12 @@ void mw_msg_set_encoding(struct mw_msg *m, int tag, const char *key, struct mw_s
 
 /* ------------------------------------------------------------- channels */
 
+/* A delivery loop in progress: the subscriber it serves next. */
+struct mw_hub_iter {
+    struct mw_sub *next;
+    struct mw_hub_iter *outer; /* a publish made from inside a delivery nests */
+};
+
 static size_t hash(const char *s, size_t len)
 {
     size_t h = 1469598103934665603ull; /* FNV-1a */
@@ -110,10 +116,14 @@ static void channel_free(struct mw_channel *ch)
     free(ch);
 }
 
-/* A channel lives while anything refers to it or it retains history. */
+/* A channel lives while anything refers to it, it retains history, or
+ * its history size was set: `mw.channel(name, { history = N })` at load
+ * time must hold after the handle it returned is collected, not until
+ * the next garbage collection. */
 static void maybe_free(struct mw_channel *ch)
 {
-    if (ch->refs == 0 && ch->nsubs == 0 && ch->ring_len == 0 && !ch->publishing)
+    if (ch->refs == 0 && ch->nsubs == 0 && ch->ring_len == 0 && !ch->publishing &&
+        ch->history_max == MW_HUB_DEFAULT_HISTORY)
         channel_free(ch);
 }
 
@@ -155,6 +165,12 @@ void mw_channel_set_history(struct mw_channel *ch, size_t max)
 
 uint64_t mw_hub_publish(struct mw_channel *ch, const void *data, size_t len, int kind)
 {
+    return mw_hub_publish_except(ch, data, len, kind, NULL);
+}
+
+uint64_t mw_hub_publish_except(struct mw_channel *ch, const void *data, size_t len, int kind,
+                               const void *except)
+{
     struct mw_msg *m = mw_xmalloc(sizeof *m + len);
     m->refs = 1;
     m->id = ++ch->last_id;
@@ -176,15 +192,20 @@ uint64_t mw_hub_publish(struct mw_channel *ch, const void *data, size_t len, int
         ch->ring_len++;
     }
 
-    /* a subscriber may leave while it is served (a slow client dropped):
-     * take the next link first */
+    /* Subscribers may leave while one is served (a slow client dropped,
+     * with a long poll parked on the same request): the cursor lives on
+     * the channel, where mw_hub_unsubscribe moves it past one that goes.
+     * One that joins meanwhile gets the next message, not this one. */
+    struct mw_hub_iter it = {ch->subs, ch->iters};
+    ch->iters = &it;
     ch->publishing++;
-    struct mw_sub *next;
-    for (struct mw_sub *s = ch->subs; s; s = next) {
-        next = s->next;
-        s->ops->deliver(s, m);
+    while (it.next) {
+        struct mw_sub *s = it.next;
+        it.next = s->next;
+        if (s->after_id < m->id && (!except || s->owner != except)) s->ops->deliver(s, m);
     }
     ch->publishing--;
+    ch->iters = it.outer;
     uint64_t id = m->id;
     mw_msg_unref(m);
     maybe_free(ch);
@@ -194,6 +215,7 @@ uint64_t mw_hub_publish(struct mw_channel *ch, const void *data, size_t len, int
 void mw_hub_subscribe(struct mw_channel *ch, struct mw_sub *sub)
 {
     sub->ch = ch;
+    sub->after_id = ch->last_id;
     sub->prev = NULL;
     /* appended, so delivery order is subscription order */
     sub->next = NULL;
@@ -212,6 +234,8 @@ void mw_hub_unsubscribe(struct mw_sub *sub)
 {
     struct mw_channel *ch = sub->ch;
     if (!ch) return;
+    for (struct mw_hub_iter *it = ch->iters; it; it = it->outer)
+        if (it->next == sub) it->next = sub->next;
     if (sub->prev) sub->prev->next = sub->next;
     if (sub->next) sub->next->prev = sub->prev;
     if (ch->subs == sub) ch->subs = sub->next;

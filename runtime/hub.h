@@ -1,7 +1,7 @@
 /* hub.h - pub/sub channels with message ids and a bounded history.
  *
- * A channel is created on first use and freed when nothing refers to it and
- * it retains no history. Each publish gets the channel's next id (from 1)
+ * A channel is created on first use and freed when nothing refers to it,
+ * it retains no history and its history size is the default. Each publish gets the channel's next id (from 1)
  * and is delivered to every subscriber through its ops, so any kind of
  * client (SSE stream, long-poll waiter, WebSocket) plugs in the same way.
  * Messages are refcounted; encodings made for one subscriber (an SSE event,
@@ -42,7 +42,9 @@ struct mw_channel;
 struct mw_sub;
 
 struct mw_sub_ops {
-    /* A message for this subscriber. May unsubscribe `sub` (only it). */
+    /* A message for this subscriber. May unsubscribe any subscriber of the
+     * channel (a dropped client takes its other waits with it): one that
+     * leaves before its turn gets nothing more. */
     void (*deliver)(struct mw_sub *sub, struct mw_msg *msg);
 };
 
@@ -51,7 +53,10 @@ struct mw_sub {
     struct mw_sub *prev, *next; /* in the channel's list */
     const struct mw_sub_ops *ops;
     void *owner;
+    uint64_t after_id;          /* channel's last id when it joined: gets later ones only */
 };
+
+struct mw_hub_iter;
 
 struct mw_channel {
     char *name;
@@ -63,7 +68,8 @@ struct mw_channel {
     struct mw_sub *subs;
     size_t nsubs;
     int refs;                   /* handles held outside the hub (Lua objects) */
-    int publishing;             /* delivery loop on the stack */
+    int publishing;             /* delivery loops on the stack */
+    struct mw_hub_iter *iters;  /* those loops' cursors, innermost first */
     struct mw_channel *hnext;   /* hash chain */
 };
 
@@ -83,6 +89,9 @@ void mw_channel_set_history(struct mw_channel *ch, size_t max);
 
 /* Publishes and delivers; returns the new message's id. */
 uint64_t mw_hub_publish(struct mw_channel *ch, const void *data, size_t len, int kind);
+/* The same, skipping subscribers whose owner is `except` (ws:publish). */
+uint64_t mw_hub_publish_except(struct mw_channel *ch, const void *data, size_t len, int kind,
+                               const void *except);
 
 void mw_hub_subscribe(struct mw_channel *ch, struct mw_sub *sub);
 void mw_hub_unsubscribe(struct mw_sub *sub);

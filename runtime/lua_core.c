@@ -5,6 +5,7 @@
 #include "lua_core.h"
 #include "lua_hub.h"
 #include "lua_sse.h"
+#include "lua_ws.h"
 #include "lua_req.h"
 #include "lua_vm.h"
 #include "response.h"
@@ -163,5 +164,6 @@ int mw_lua_open_core(lua_State *L)
     mw_lua_open_req(L);
     mw_lua_open_sse(L);
     mw_lua_open_hub(L);
+    mw_lua_open_ws(L);
     return 1;
 }

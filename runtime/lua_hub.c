@@ -312,7 +312,8 @@ static int ch_index(lua_State *L)
 static int ch_tostring(lua_State *L)
 {
     struct mw_channel *ch = self_channel(L);
-    lua_pushfstring(L, "moonwire.channel %s (last id %I)", ch->name, (lua_Integer)ch->last_id);
+    lua_pushfstring(L, "moonwire.channel %s (last id %I, %I subscriber(s))", ch->name,
+                    (lua_Integer)ch->last_id, (lua_Integer)ch->nsubs);
     return 1;
 }
 

@@ -8,6 +8,7 @@
  * contain (an encoded surrogate, which cjson also refuses as an escape),
  * then swapped back for a marked empty table. */
 #include "buf.h"
+#include "json_text.h"
 #include "lua_core.h"
 #include "utf8.h"
 
@@ -27,34 +28,6 @@ static void push_array_mt(lua_State *L)
 }
 
 /* ---------------------------------------------------------------- encode */
-
-static void enc_string(struct mw_buf *b, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    mw_buf_appendc(b, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        mw_buf_append(b, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"': mw_buf_append(b, "\\\"", 2); break;
-        case '\\': mw_buf_append(b, "\\\\", 2); break;
-        case '\n': mw_buf_append(b, "\\n", 2); break;
-        case '\r': mw_buf_append(b, "\\r", 2); break;
-        case '\t': mw_buf_append(b, "\\t", 2); break;
-        case '\b': mw_buf_append(b, "\\b", 2); break;
-        case '\f': mw_buf_append(b, "\\f", 2); break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            mw_buf_append(b, u, 6);
-        }
-        }
-    }
-    mw_buf_append(b, s + run, len - run);
-    mw_buf_appendc(b, '"');
-}
 
 static int enc_number(lua_State *L, struct mw_buf *b, int idx)
 {
@@ -138,7 +111,7 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
             if (!first) mw_buf_appendc(b, ',');
-            enc_string(b, k, kl);
+            mw_json_append_string(b, k, kl);
         } else if (kt == LUA_TNUMBER) {
             if (!first) mw_buf_appendc(b, ',');
             mw_buf_appendc(b, '"');
@@ -169,7 +142,7 @@ static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        enc_string(b, s, len);
+        mw_json_append_string(b, s, len);
         break;
     }
     case LUA_TTABLE: enc_table(L, b, idx, depth); break;

@@ -229,7 +229,14 @@ static int stream_on_close(lua_State *L)
 {
     luaL_checkudata(L, 1, STREAM_MT);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    struct mw_stream *s = get_stream(L);
+    if (!get_stream(L)) {
+        /* already closed: run it now, like a late listener would expect.
+         * Not listed: the close callbacks may not have run yet, and they
+         * must not run it a second time. */
+        lua_pushvalue(L, 2);
+        lua_call(L, 0, 0);
+        return 0;
+    }
     lua_getiuservalue(L, 1, 1);
     if (lua_getfield(L, -1, "on_close") != LUA_TTABLE) {
         lua_pop(L, 1);
@@ -239,11 +246,6 @@ static int stream_on_close(lua_State *L)
     }
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    if (!s) {
-        /* already closed: run it now, like a late listener would expect */
-        lua_pushvalue(L, 2);
-        lua_call(L, 0, 0);
-    }
     return 0;
 }
 

@@ -2,6 +2,7 @@
  * Exit status: 0 after a clean shutdown, 1 when the app fails to load or
  * the server cannot start, 2 for a usage error. */
 #include "deadline.h"
+#include "deflate.h"
 #include "http.h"
 #include "hub.h"
 #include "stream.h"
@@ -234,6 +235,7 @@ out:
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();
     mw_hub_free_all();
+    mw_pmd_shutdown();
     uv_run(loop, UV_RUN_DEFAULT); /* close callbacks of what the VM released */
     int busy = uv_loop_close(loop);
 #ifdef MW_DEBUG

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "lua_hub.h"
 #include "lua_vm.h"
+#include "lua_ws.h"
 #include "stream.h"
 
 #include <stdio.h>
@@ -31,6 +32,14 @@ void mw_server_sweep(struct mw_server *srv)
     srv->sweeping = 1;
     for (;;) {
         mw_vm_drain(srv->vm);
+        struct mw_task *t = srv->tasks_head;
+        if (t) {
+            srv->tasks_head = t->next;
+            if (!srv->tasks_head) srv->tasks_tail = NULL;
+            t->queued = 0;
+            t->fn(t);
+            continue;
+        }
         struct mw_conn *conn = srv->work_head;
         if (!conn) break;
         srv->work_head = conn->work_next;
@@ -41,6 +50,19 @@ void mw_server_sweep(struct mw_server *srv)
         mw_conn_unref(conn);
     }
     srv->sweeping = 0;
+}
+
+void mw_server_defer(struct mw_server *srv, struct mw_task *t, void (*fn)(struct mw_task *t))
+{
+    t->fn = fn;
+    if (t->queued) return;
+    t->queued = 1;
+    t->next = NULL;
+    if (srv->tasks_tail)
+        srv->tasks_tail->next = t;
+    else
+        srv->tasks_head = t;
+    srv->tasks_tail = t;
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -150,6 +172,7 @@ void mw_server_shutdown(struct mw_server *srv)
      * Last-Event-ID); parked long polls answer with what they have */
     mw_stream_close_all();
     mw_lua_hub_wake_all();
+    mw_lua_ws_close_all(1001); /* going away */
     mw_vm_shutdown(srv->vm);
     mw_server_sweep(srv);
     if (srv->nconns == 0) {

@@ -13,6 +13,14 @@
 struct mw_conn;
 struct mw_vm;
 
+/* Deferred work of other modules, run by the end-of-turn sweep. Embed one
+ * in the owner; it is queued at most once at a time. */
+struct mw_task {
+    struct mw_task *next;
+    void (*fn)(struct mw_task *t);
+    int queued;
+};
+
 struct mw_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
@@ -27,6 +35,7 @@ struct mw_server {
     struct mw_conn *conns;    /* every open connection (intrusive list) */
     size_t nconns;
     struct mw_conn *work_head, *work_tail; /* connections with deferred work */
+    struct mw_task *tasks_head, *tasks_tail; /* other deferred work */
     int sweeping;             /* mw_server_sweep is on the stack */
 
     int shutting_down;
@@ -54,5 +63,8 @@ void mw_server_close(struct mw_server *srv);
  * Safe to call from any callback that is not inside a Lua resume. */
 void mw_server_sweep(struct mw_server *srv);
 const char *mw_server_date(struct mw_server *srv);
+/* Queues t->fn(t) for the sweep, where nothing is on the stack that the
+ * task could free from under. */
+void mw_server_defer(struct mw_server *srv, struct mw_task *t, void (*fn)(struct mw_task *t));
 
 #endif

@@ -28,11 +28,17 @@ static void chunk_put(char *mem, size_t cap)
         free(mem);
 }
 
-struct mw_shared *mw_shared_new(const void *data, size_t len)
+struct mw_shared *mw_shared_alloc(size_t len)
 {
     struct mw_shared *s = mw_xmalloc(sizeof *s + len);
     s->refs = 1;
     s->len = len;
+    return s;
+}
+
+struct mw_shared *mw_shared_new(const void *data, size_t len)
+{
+    struct mw_shared *s = mw_shared_alloc(len);
     if (len) memcpy(s->data, data, len);
     return s;
 }

@@ -17,6 +17,8 @@ struct mw_shared {
 };
 
 struct mw_shared *mw_shared_new(const void *data, size_t len);
+/* A shared buffer of len bytes for the caller to fill before sharing. */
+struct mw_shared *mw_shared_alloc(size_t len);
 void mw_shared_ref(struct mw_shared *s);
 void mw_shared_unref(struct mw_shared *s);
 

@@ -108,6 +108,56 @@ function App:static(prefix, folder, opts)
   return self
 end
 
+-- app:ws options, beside the handlers in the same table.
+local WS_HANDLERS = { open = true, message = true, close = true, drain = true, upgrade = true }
+local WS_OPTIONS = { max_message = "bytes", heartbeat = "seconds", protocols = "list",
+  compression = "boolean" }
+
+--- app:ws(pattern, { open =, message =, close =, drain =, upgrade =, options... })
+function App:ws(pattern, handlers)
+  if type(handlers) ~= "table" then
+    error(("app:ws %s: expects a table of handlers (open, message, close, ...), got %s"):format(
+      tostring(pattern), type(handlers)), 2)
+  end
+  for k, v in pairs(handlers) do
+    if WS_HANDLERS[k] then
+      if type(v) ~= "function" then
+        error(("app:ws %s: handler %s must be a function, got %s"):format(pattern, k, type(v)), 2)
+      end
+    elseif WS_OPTIONS[k] == "bytes" or WS_OPTIONS[k] == "seconds" then
+      if type(v) ~= "number" or v < 0 or (WS_OPTIONS[k] == "bytes" and math.type(v) ~= "integer") then
+        error(("app:ws %s: option %s must be a non-negative %s"):format(pattern, k,
+          WS_OPTIONS[k] == "bytes" and "integer (bytes)" or "number (seconds)"), 2)
+      end
+    elseif WS_OPTIONS[k] == "list" then
+      if type(v) ~= "table" then error(("app:ws %s: protocols must be a list of names"):format(pattern), 2) end
+      for _, p in ipairs(v) do
+        if type(p) ~= "string" or not p:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+          error(("app:ws %s: protocol %q is not a valid token"):format(pattern, tostring(p)), 2)
+        end
+      end
+    elseif WS_OPTIONS[k] == "boolean" then
+      if type(v) ~= "boolean" then error(("app:ws %s: compression must be true or false"):format(pattern), 2) end
+    else
+      error(("app:ws %s: unknown field %q (handlers: open, message, close, drain, upgrade; "
+        .. "options: max_message, heartbeat, protocols, compression)"):format(pattern, tostring(k)), 2)
+    end
+  end
+  local function accept(req, res)
+    if handlers.upgrade then
+      local verdict = handlers.upgrade(req, res)
+      if verdict == false then
+        -- refused: the hook answered (or gets a 403 for it)
+        if res:_state() == "none" then abort(403) end
+        return
+      end
+    end
+    res:_ws_accept(handlers, req)
+  end
+  self.router:add("GET", pattern, { handler = accept, opts = {}, ws = handlers })
+  return self
+end
+
 ------------------------------------------------------------------- dispatch
 
 -- Keeps status errors and `closed` as they are; anything else gets a traceback.
