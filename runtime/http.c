@@ -737,6 +737,7 @@ void mw_http_timeout(struct mw_conn *conn, int kind)
 void mw_http_drained(struct mw_conn *conn)
 {
     struct mw_req *req = conn->req;
+    if (req && req->stream && !req->stream->closed) mw_stream_drained(req->stream);
     if (req && req->waiter && req->wait == MW_WAIT_DRAIN) {
         mw_conn_set_timer(conn, MW_TIMER_SEND, conn->srv->limits.send_timeout_ms);
         mw_lua_req_notify(req);

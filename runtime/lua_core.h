@@ -10,6 +10,8 @@ int mw_lua_open_core(lua_State *L);
 /* lua_timer.c: mw.sleep, mw.after, mw.every, mw.now */
 void mw_lua_open_timer(lua_State *L);
 void mw_lua_timers_stop_all(lua_State *L);
+/* Stops the timers an app version started (it was replaced, or failed to load). */
+void mw_lua_timers_stop_version(lua_State *L, int version);
 
 /* lua_json.c: mw.json */
 void mw_lua_open_json(lua_State *L);

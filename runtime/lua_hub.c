@@ -41,6 +41,8 @@ struct waiter {
 
 static _Thread_local struct waiter *waiters;
 
+static void remember_options(lua_State *L, const char *name, size_t len);
+
 /* --------------------------------------------------------------- helpers */
 
 struct mw_channel *mw_lua_check_channel(lua_State *L, int idx)
@@ -144,7 +146,10 @@ static int l_channel(lua_State *L)
     luaL_setmetatable(L, CHANNEL_MT);
     h->ch = mw_lua_check_channel(L, 1);
     mw_channel_ref(h->ch);
-    if (history >= 0) mw_channel_set_history(h->ch, (size_t)history);
+    if (history >= 0) {
+        mw_channel_set_history(h->ch, (size_t)history);
+        remember_options(L, h->ch->name, h->ch->name_len);
+    }
     return 1;
 }
 
@@ -280,6 +285,43 @@ static int ch_wait(lua_State *L)
     mw_hub_subscribe(ch, &w->sub);
     if (req) mw_req_park(req, co, MW_WAIT_HUB);
     return mw_co_wait_then(L, waiter_cancel, w, wait_done);
+}
+
+/* Channel options belong to the app version that set them: the registry
+ * table moonwire.channel_opts maps a channel name to that version. */
+static void remember_options(lua_State *L, const char *name, size_t len)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, "moonwire.channel_opts");
+    lua_pushlstring(L, name, len);
+    lua_pushinteger(L, mw_vm_version_of(L));
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+void mw_lua_hub_forget_version(lua_State *L, int version)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, "moonwire.channel_opts");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        /* stack: opts, name, version */
+        if (lua_tointeger(L, -1) == version) {
+            size_t len;
+            const char *name = lua_tolstring(L, -2, &len);
+            struct mw_channel *ch = mw_hub_channel(name, len, 0);
+            if (ch) {
+                mw_channel_ref(ch);
+                mw_channel_set_history(ch, MW_HUB_DEFAULT_HISTORY);
+                mw_channel_unref(ch);
+            }
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, -4); /* clearing a field during traversal is allowed */
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 void mw_lua_hub_wake_all(void)

@@ -11,6 +11,8 @@ struct mw_channel;
 struct mw_channel *mw_lua_check_channel(lua_State *L, int idx);
 /* Pushes a list of messages { {id=, data=, kind=}, ... } marked as array. */
 void mw_lua_open_hub(lua_State *L);
+/* Resets channel options set by an app version that is gone. */
+void mw_lua_hub_forget_version(lua_State *L, int version);
 /* Ends every parked ch:wait with what it has (shutdown). */
 void mw_lua_hub_wake_all(void);
 

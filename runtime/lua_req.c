@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <lauxlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define REQ_MT "moonwire.req"
 #define RES_MT "moonwire.res"
@@ -584,6 +585,36 @@ static int finish_send(lua_State *L, struct mw_req *req, const char *body, size_
     return 1;
 }
 
+static int is_html(struct mw_req *req)
+{
+    size_t vlen;
+    const char *ct = mw_response_get(&req->res, "content-type", &vlen);
+    return ct && vlen >= 9 && strncasecmp(ct, "text/html", 9) == 0;
+}
+
+/* --reload: HTML gets the live-reload script, before its last </body>
+ * (or at its end), so open pages follow the app's changes. */
+static int send_with_livereload(lua_State *L, struct mw_req *req, const char *body, size_t len)
+{
+    static const char tag[] = "<script src=\"/__moonwire/livereload.js\"></script>";
+    size_t at = len;
+    for (size_t i = len; i >= 7; i--) {
+        if (strncasecmp(body + i - 7, "</body>", 7) == 0) {
+            at = i - 7;
+            break;
+        }
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, body, at);
+    luaL_addlstring(&b, tag, sizeof tag - 1);
+    luaL_addlstring(&b, body + at, len - at);
+    luaL_pushresult(&b);
+    size_t n;
+    const char *out = lua_tolstring(L, -1, &n);
+    return finish_send(L, req, out, n);
+}
+
 /* res:send([body]) -> true, or false if the client left. Raises if the
  * response was already sent or started. */
 static int res_send(lua_State *L)
@@ -594,6 +625,7 @@ static int res_send(lua_State *L)
     if (req->res_state == MW_RES_DONE) return raise_state(L, MW_EDONE);
     if (req->res_state == MW_RES_STREAMING) return raise_state(L, MW_ESTARTED);
     default_type(req, "text/plain; charset=utf-8");
+    if (req->srv->dev_mode && is_html(req)) return send_with_livereload(L, req, body, len);
     return finish_send(L, req, body, len);
 }
 

@@ -25,6 +25,7 @@ struct mw_timer {
     int repeat;            /* mw.every */
     int running;           /* its callback's coroutine has not finished */
     int stopped;
+    int version;           /* the app version that started it; a reload stops it */
     struct mw_timer *prev, *next; /* every live timer, for stop_all */
 };
 
@@ -128,6 +129,7 @@ static void timer_fired(uv_timer_t *h)
     lua_State *L = vm->L;
     if (t->running) return; /* previous tick still busy */
     struct mw_co *co = mw_co_new(vm, "timer", callback_done, t);
+    co->version = t->version;
     lua_rawgeti(co->T, LUA_REGISTRYINDEX, t->fn_ref);
     t->running = 1;
     if (!t->repeat) timer_stop(L, t);
@@ -152,12 +154,16 @@ static int new_timer(lua_State *L, int repeat)
     lua_pushvalue(L, 2);
     t->fn_ref = mw_lua_ref(L);
     t->repeat = repeat;
+    t->version = mw_vm_version_of(L);
     uv_timer_init(vm_loop(L), &t->handle);
     t->handle.data = t;
     uv_timer_start(&t->handle, timer_fired, ms, repeat ? ms : 0);
     t->next = live_timers;
     if (live_timers) live_timers->prev = t;
     live_timers = t;
+    /* code of a replaced version, still finishing a request, starts
+     * nothing that outlives it */
+    if (t->version < mw_vm_of(L)->version) timer_stop(L, t);
     return 1;
 }
 
@@ -216,6 +222,15 @@ static int timer_tostring(lua_State *L)
 void mw_lua_timers_stop_all(lua_State *L)
 {
     while (live_timers) timer_stop(L, live_timers);
+}
+
+void mw_lua_timers_stop_version(lua_State *L, int version)
+{
+    struct mw_timer *next;
+    for (struct mw_timer *t = live_timers; t; t = next) {
+        next = t->next;
+        if (t->version == version) timer_stop(L, t);
+    }
 }
 
 /* mw.now(): seconds since the epoch, with sub-millisecond precision. */

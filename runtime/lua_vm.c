@@ -11,6 +11,7 @@
 #include "log.h"
 #include "lua_alloc.h"
 #include "lua_core.h"
+#include "lua_hub.h"
 #include "server.h"
 
 #include <lauxlib.h>
@@ -160,31 +161,140 @@ struct mw_vm *mw_vm_new(const char *app_path, int dev_mode)
     return vm;
 }
 
+int mw_vm_version_of(lua_State *L)
+{
+    struct mw_vm *vm = the_vm;
+    if (vm->loading_version) return vm->loading_version;
+    struct mw_co *co = L ? mw_co_current(L) : NULL;
+    return co && co->version ? co->version : vm->version;
+}
+
+/* package.searchers entry placed before Lua's own file searcher: modules
+ * found in the app's folder are recorded, so a reload can load them anew
+ * (lualib and system modules are left alone). */
+static int app_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    struct mw_vm *vm = the_vm;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushvalue(L, 1);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", vm->app_dir, vm->app_dir);
+    lua_call(L, 2, 2);
+    /* stack: name, package, path | nil, message */
+    if (lua_isnil(L, -2)) {
+        lua_pushfstring(L, "\n\tno file in the app's folder (%s)", vm->app_dir);
+        return 1;
+    }
+    const char *path = lua_tostring(L, -2);
+    if (luaL_loadfile(L, path) != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, path,
+                          lua_tostring(L, -1));
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, "moonwire.app_modules");
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lua_pushvalue(L, -3); /* the path, as the loader's second argument */
+    return 2;
+}
+
+static void install_searcher(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    /* shift entries 2.. up one and put ours at 2, after package.preload */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = n; i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, app_searcher);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+}
+
+/* Moves the app's modules out of package.loaded into a table on the stack
+ * (to be put back if the new version fails). */
+static void unload_app_modules(lua_State *L)
+{
+    lua_newtable(L);
+    int saved = lua_gettop(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, "moonwire.app_modules");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    /* stack: saved, modules, loaded */
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, saved);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 2);
+}
+
+static void restore_app_modules(lua_State *L, int saved)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushnil(L);
+    while (lua_next(L, saved)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_pop(L, 1);
+}
+
 int mw_vm_load_app(struct mw_vm *vm, const char **err)
 {
-    static char msg[1024];
+    static char msg[2048];
+    static int searcher_installed;
     lua_State *L = vm->L;
     int top = lua_gettop(L);
-    if (luaL_loadfile(L, vm->app_path) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        snprintf(msg, sizeof msg, "%s", luaL_tolstring(L, -1, NULL));
-        lua_settop(L, top);
-        *err = msg;
-        return -1;
+    if (!searcher_installed) {
+        install_searcher(L);
+        searcher_installed = 1;
     }
-    /* stack: app */
-    if (!lua_istable(L, -1) || lua_getfield(L, -1, "_dispatch") != LUA_TFUNCTION) {
+    int version = vm->version + 1;
+    unload_app_modules(L);
+    int saved = lua_gettop(L);
+    vm->loading_version = version;
+    int ok = luaL_loadfile(L, vm->app_path) == LUA_OK && lua_pcall(L, 0, 1, 0) == LUA_OK;
+    vm->loading_version = 0;
+    if (ok && (!lua_istable(L, -1) || lua_getfield(L, -1, "_dispatch") != LUA_TFUNCTION)) {
         snprintf(msg, sizeof msg,
                  "%s: the script must end with `return app` (an app made by mw.app()); it returned %s",
-                 vm->app_path, luaL_typename(L, top + 1));
+                 vm->app_path, luaL_typename(L, saved + 1));
+        ok = 0;
+    } else if (!ok) {
+        snprintf(msg, sizeof msg, "%s", luaL_tolstring(L, -1, NULL));
+    }
+    if (!ok) {
+        /* the old version goes on: its modules back, the new one's timers gone */
+        restore_app_modules(L, saved);
+        mw_lua_timers_stop_version(L, version);
+        mw_lua_hub_forget_version(L, version);
         lua_settop(L, top);
         *err = msg;
         return -1;
     }
+    /* stack: saved, app, dispatch */
     mw_lua_unref(L, vm->dispatch_ref);
     vm->dispatch_ref = mw_lua_ref(L);
     mw_lua_unref(L, vm->app_ref);
     vm->app_ref = mw_lua_ref(L);
     lua_settop(L, top);
+    int old = vm->version;
+    vm->version = version;
+    if (old) {
+        mw_lua_timers_stop_version(L, old);
+        mw_lua_hub_forget_version(L, old);
+    }
     return 0;
 }
 
@@ -252,6 +362,7 @@ struct mw_co *mw_co_new(struct mw_vm *vm, const char *what, mw_co_done_cb on_don
     co->what = what;
     co->on_done = on_done;
     co->ud = ud;
+    co->version = vm->version;
     *(struct mw_co **)lua_getextraspace(co->T) = co;
     co->live_next = vm->live;
     if (vm->live) vm->live->live_prev = co;

@@ -30,6 +30,7 @@ struct mw_co {
     void *wait_obj;          /* what it waits on (for cancel) */
     int (*then)(lua_State *L, void *obj); /* builds the results when resumed */
     struct mw_req *req;      /* the request whose handler this is, if any */
+    int version;             /* the app version whose code it runs */
     struct mw_co *ready_next;
     struct mw_co *live_prev, *live_next;
 };
@@ -47,12 +48,20 @@ struct mw_vm {
     long live_refs;          /* registry refs taken through mw_lua_ref */
     int dev_mode;            /* --reload */
     int closing;             /* mw_vm_free is running: pool nothing */
+    int version;             /* the app version serving new requests (1, 2, ...) */
+    int loading_version;     /* the version being loaded, 0 when none */
 };
 
 struct mw_vm *mw_vm_new(const char *app_path, int dev_mode);
-/* Loads the app script. Returns 0, or -1 with a one-line message in *err
- * (static until the next call). */
+/* Loads the app script as a new version and, if it loads, makes it the
+ * one serving new requests; what the old version started (timers, channel
+ * options) stops. If it fails, nothing changes: the old version serves
+ * on. Modules required from the app's folder load afresh each time.
+ * Returns 0, or -1 with a one-line message (file:line: reason) in *err,
+ * static until the next call. */
 int mw_vm_load_app(struct mw_vm *vm, const char **err);
+/* The app version the code running in L belongs to. */
+int mw_vm_version_of(lua_State *L);
 /* Applies the app's options (mw.app{...}) to srv's limits. */
 void mw_vm_apply_limits(struct mw_vm *vm, struct mw_server *srv);
 /* Stops what the app started (timers): the server is shutting down. */

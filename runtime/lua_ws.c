@@ -62,6 +62,7 @@ struct lws {
     size_t nsubs;
     struct lws *prev, *next;   /* every open socket, for shutdown */
     struct mw_task pump_task;  /* events run from the sweep, never inside the engine */
+    int version;               /* the app version whose handlers it uses */
 };
 
 static _Thread_local struct lws *all;
@@ -142,6 +143,32 @@ static void event_done(struct mw_co *co, const char *err, void *ud)
 
 static const char *const event_names[] = {"open", "message", "close", "drain"};
 
+/* Points the socket at its route's handlers in the app version serving
+ * now (the handle on top of L). Returns 0 if that version has no such
+ * route; the handlers stay as they were then. */
+static int current_handlers(lua_State *L, struct lws *rec)
+{
+    struct mw_vm *vm = mw_vm_of(L);
+    if (rec->version == vm->version) return 1;
+    int found = 0;
+    lua_getiuservalue(L, -1, 1);
+    lua_getfield(L, -1, "_pattern");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
+    /* stack: handle, fields, pattern, app */
+    if (lua_getfield(L, -1, "ws_routes") == LUA_TTABLE) {
+        lua_pushvalue(L, -3);
+        if (lua_rawget(L, -2) == LUA_TTABLE) {
+            lua_setiuservalue(L, -6, 2);
+            found = 1;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 4);
+    if (found) rec->version = vm->version;
+    return found;
+}
+
 /* Runs queued events one after another; a handler that waits leaves the
  * rest queued until it finishes (event_done pumps again). */
 static void pump(struct lws *rec)
@@ -162,6 +189,14 @@ static void pump(struct lws *rec)
         /* stack: the handler for this event, from the route's table */
         lua_State *L = vm->L;
         push_handle(L, rec);
+        if (!current_handlers(L, rec) && e->type != EV_CLOSE) {
+            /* a reload removed this socket's route: service restart */
+            lua_pop(L, 1);
+            event_free(e);
+            if (rec->ws && rec->ws->state == MW_WS_OPEN)
+                mw_ws_close(rec->ws, MW_WS_CLOSE_RESTART, "route removed by a reload", 25);
+            continue;
+        }
         lua_getiuservalue(L, -1, 2);
         lua_getfield(L, -1, event_names[e->type]);
         if (lua_isfunction(L, -1)) {
@@ -316,6 +351,7 @@ static int res_ws_accept(lua_State *L)
     struct mw_req *req = mw_lua_check_res(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checkudata(L, 3, "moonwire.req");
+    luaL_checkstring(L, 4);
     if (req->res_state != MW_RES_NONE) return luaL_error(L, "the handshake was already answered");
     if (!req->conn) {
         mw_lua_push_closed(L);
@@ -385,9 +421,11 @@ static int res_ws_accept(lua_State *L)
     rec->cell = mw_cell_new(rec);
     mw_cell_ref(rec->cell);
     *ud = rec->cell;
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushvalue(L, 3);
     lua_setfield(L, -2, "req");
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "_pattern");
     lua_newtable(L);
     lua_setfield(L, -2, "data");
     lua_pushstring(L, protocol ? protocol : "");
@@ -398,6 +436,7 @@ static int res_ws_accept(lua_State *L)
     lua_pushvalue(L, -1);
     rec->self_ref = mw_lua_ref(L);
     rec->req = req;
+    rec->version = mw_vm_of(L)->version;
 
     struct mw_conn *conn = req->conn;
     mw_req_upgrade(req, extra.data, extra.len);

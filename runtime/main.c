@@ -7,6 +7,7 @@
 #include "hub.h"
 #include "stream.h"
 #include "log.h"
+#include "reload.h"
 #include "lua_vm.h"
 #include "server.h"
 
@@ -143,6 +144,7 @@ static void close_signals(void)
 
 static void on_stopped(struct mw_server *srv)
 {
+    mw_reload_close();
     /* The last connection can close inside mw_server_shutdown's own sweep,
      * which then finds none left and reports again. */
     static int stopped;
@@ -159,7 +161,8 @@ static void on_stopped(struct mw_server *srv)
 static void on_signal(uv_signal_t *h, int signum)
 {
     if (signum == SIGHUP) {
-        mw_log_warn("SIGHUP: hot reload is not available in this build yet; ignoring");
+        mw_log_info("SIGHUP: reloading the app");
+        mw_reload_now(server.vm, &server, 0);
         return;
     }
     if (server.shutting_down) {
@@ -221,6 +224,8 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    if (o.reload && mw_reload_watch(vm, &server) != 0)
+        mw_log_warn("--reload: cannot watch %s; SIGHUP still reloads", vm->app_dir);
     fprintf(stderr, "moonwire listening on %s\n", server.listen_url);
 
     uv_run(loop, UV_RUN_DEFAULT);

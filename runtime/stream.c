@@ -125,14 +125,17 @@ static struct mw_shared *encode(struct mw_msg *m, const char *event)
     return bytes;
 }
 
-/* Queues one hub message. Returns FULL when the client is too far behind. */
+/* Queues one hub message. Returns FULL when the client is too far behind;
+ * an empty queue takes any message, so one larger than the limit still
+ * goes to a client that keeps up. */
 static int send_msg(struct mw_stream_sub *ss, struct mw_msg *m)
 {
     struct mw_stream *s = ss->stream;
     struct mw_conn *conn = stream_conn(s);
     if (!conn) return MW_STREAM_CLOSED;
     struct mw_shared *bytes = encode(m, ss->event);
-    if (conn->wq.queued_bytes + bytes->len > s->req->srv->limits.max_queued_bytes)
+    if (conn->wq.queued_bytes &&
+        conn->wq.queued_bytes + bytes->len > s->req->srv->limits.max_queued_bytes)
         return MW_STREAM_FULL;
     ss->last_id = m->id;
     struct mw_buf line;
@@ -158,14 +161,6 @@ static void drop_slow(struct mw_stream *s)
     mw_conn_close(conn, "slow SSE consumer");
 }
 
-static void deliver(struct mw_sub *sub, struct mw_msg *m)
-{
-    struct mw_stream_sub *ss = (struct mw_stream_sub *)sub;
-    if (send_msg(ss, m) == MW_STREAM_FULL) drop_slow(ss->stream);
-}
-
-static const struct mw_sub_ops stream_ops = {.deliver = deliver};
-
 struct replay {
     struct mw_stream_sub *ss;
     int rc;
@@ -175,6 +170,38 @@ static void replay_one(struct mw_msg *m, void *ud)
 {
     struct replay *r = ud;
     if (r->rc == MW_STREAM_OK) r->rc = send_msg(r->ss, m);
+}
+
+static void skip(struct mw_msg *m, void *ud)
+{
+}
+
+/* Queues the retained messages after `since` while the queue has room;
+ * the rest follows as it drains. */
+static void replay(struct mw_stream_sub *ss, long long since)
+{
+    struct replay r = {ss, MW_STREAM_OK};
+    mw_channel_history(ss->sub.ch, since, replay_one, &r);
+    ss->catching_up = r.rc == MW_STREAM_FULL;
+}
+
+static void deliver(struct mw_sub *sub, struct mw_msg *m)
+{
+    struct mw_stream_sub *ss = (struct mw_stream_sub *)sub;
+    if (ss->catching_up) {
+        /* m is in the history already, after what is still to replay */
+        replay(ss, (long long)ss->last_id);
+        return;
+    }
+    if (send_msg(ss, m) == MW_STREAM_FULL) drop_slow(ss->stream);
+}
+
+static const struct mw_sub_ops stream_ops = {.deliver = deliver};
+
+void mw_stream_drained(struct mw_stream *s)
+{
+    for (size_t i = 0; i < s->nsubs && stream_conn(s); i++)
+        if (s->subs[i]->catching_up) replay(s->subs[i], (long long)s->subs[i]->last_id);
 }
 
 int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long since, const char *event)
@@ -193,29 +220,29 @@ int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long si
     ss->stream = s;
     ss->event = event ? mw_xstrndup(event, strlen(event)) : NULL;
     /* until a message goes out, the client is at `since` (or, with no
-     * since, at the newest message, which it need not see) */
-    ss->last_id = since >= 0 && (uint64_t)since <= ch->last_id ? (uint64_t)since : ch->last_id;
+     * since, at the newest message, which it need not see; above the
+     * newest, after a restart, before all of them) */
+    if (since < 0)
+        ss->last_id = ch->last_id;
+    else
+        ss->last_id = (uint64_t)since <= ch->last_id ? (uint64_t)since : 0;
     s->subs = mw_xrealloc(s->subs, (s->nsubs + 1) * sizeof *s->subs);
     s->subs[s->nsubs++] = ss;
+    mw_hub_subscribe(ch, &ss->sub);
 
-    struct replay r = {ss, MW_STREAM_OK};
     if (since >= 0) {
-        struct mw_buf note;
-        mw_buf_init(&note);
-        size_t missed = mw_channel_history(ch, since, replay_one, &r);
-        if (missed && r.rc == MW_STREAM_OK) {
+        size_t missed = mw_channel_history(ch, since, skip, NULL);
+        if (missed) {
             /* ids are consecutive, so the client sees the gap; say it too */
+            struct mw_buf note;
+            mw_buf_init(&note);
             mw_buf_appendf(&note, ": %zu message(s) of %s after id %lld are no longer retained\n\n",
                            missed, ch->name, since);
-            r.rc = mw_stream_write(s, note.data, note.len);
+            mw_stream_write(s, note.data, note.len);
+            mw_buf_free(&note);
         }
-        mw_buf_free(&note);
+        replay(ss, since);
     }
-    if (r.rc == MW_STREAM_FULL) {
-        drop_slow(s);
-        return MW_STREAM_CLOSED;
-    }
-    mw_hub_subscribe(ch, &ss->sub);
     return MW_STREAM_OK;
 }
 

@@ -19,6 +19,7 @@ struct mw_stream_sub {
     struct mw_stream *stream;
     char *event;               /* event name for this channel's messages, or NULL */
     uint64_t last_id;          /* newest id of this channel the client has */
+    int catching_up;           /* replaying history as the queue drains */
 };
 
 struct mw_stream {
@@ -42,9 +43,14 @@ struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, cons
 int mw_stream_write(struct mw_stream *s, const char *data, size_t len);
 /* Subscribes and replays what the client missed after `since` (< 0:
  * absent: the k-th subscription resumes from the k-th Last-Event-ID entry,
- * else only new messages). */
+ * else only new messages). A replay larger than max_queued_bytes goes out
+ * as the queue drains (mw_stream_drained); new messages wait in the
+ * history meanwhile, so a client that comes back far behind catches up
+ * instead of being dropped again. */
 int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long since, const char *event);
 int mw_stream_unsubscribe(struct mw_stream *s, struct mw_channel *ch);
+/* The connection's queue drained: continue replays that were waiting. */
+void mw_stream_drained(struct mw_stream *s);
 /* Ends the stream: subscriptions and heartbeat released, Lua told. When
  * `finish`, the response ends too (connection closes after the queue). */
 void mw_stream_close(struct mw_stream *s, int finish);

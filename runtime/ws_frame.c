@@ -122,6 +122,7 @@ long mw_ws_parse(struct mw_ws_parser *p, uint8_t *data, size_t len,
                 continue;
             }
             if (stop) return (long)i;
+            if (i == len) break; /* the payload comes with the next input */
         }
         size_t n = len - i;
         if ((uint64_t)n > p->remaining) n = (size_t)p->remaining;

@@ -152,9 +152,13 @@ function App:ws(pattern, handlers)
         return
       end
     end
-    res:_ws_accept(handlers, req)
+    res:_ws_accept(handlers, req, pattern)
   end
   self.router:add("GET", pattern, { handler = accept, opts = {}, ws = handlers })
+  -- open sockets find their handlers here by pattern at every event, so
+  -- after a reload they run the new version's code (or close with 1012)
+  self.ws_routes = self.ws_routes or {}
+  self.ws_routes[pattern] = handlers
   return self
 end
 
@@ -281,6 +285,10 @@ end
 -- request's method, its decoded path segments and the router key (see
 -- Router:match), or nil and a message when the target is malformed.
 function App:_dispatch(req, res, method, segs, key)
+  if core.dev_mode and key and key:sub(1, 21) == "/__moonwire/livereload"
+     and require("moonwire.livereload").handle(req, res, key) then
+    return
+  end
   local ok, err = xpcall(handle, on_raise, self, req, res, method, segs, key)
   if not ok then return fail(self, req, res, err) end
   local state, live = res:_state()
