@@ -96,7 +96,13 @@ static void find_lualib(char *out, size_t size)
         if (slash) {
             *slash = '\0';
             snprintf(out, size, "%s/../share/moonwire/lualib", exe);
-            if (is_dir(out)) return;
+            char *real = realpath(out, NULL); /* ".../bin/../share" reads badly in errors */
+            if (real && is_dir(real)) {
+                snprintf(out, size, "%s", real);
+                free(real);
+                return;
+            }
+            free(real);
         }
     }
     if (is_dir(MW_INSTALL_LUALIB)) {

@@ -32,13 +32,13 @@ SANITIZER_RE = re.compile(r"(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtim
 class Server:
     """A running moonwire process; its stderr is collected as it comes."""
 
-    def __init__(self, args, cwd=None, env=None, wait=True):
+    def __init__(self, args, cwd=None, env=None, wait=True, bin=None):
         self.args = args
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
         self.proc = subprocess.Popen(
-            [BIN] + args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+            [bin or BIN] + args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._err = []
         self._lock = threading.Lock()
