@@ -285,7 +285,7 @@ end
 -- request's method, its decoded path segments and the router key (see
 -- Router:match), or nil and a message when the target is malformed.
 function App:_dispatch(req, res, method, segs, key)
-  if core.dev_mode and key and key:sub(1, 21) == "/__moonwire/livereload"
+  if core.dev_mode and key and key:find("/__moonwire/livereload", 1, true) == 1
      and require("moonwire.livereload").handle(req, res, key) then
     return
   end
