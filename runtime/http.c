@@ -226,7 +226,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     struct mw_req *req = cur(p);
     if (req->nhdrs == 0 || req->in_value) {
         if (req->nhdrs == req->hcap) {
-            req->hcap = req->hcap ? req->hcap * 2 : 16;
+            req->hcap = req->hcap ? req->hcap * 2 : 8;
             req->hdrs = mw_xrealloc(req->hdrs, req->hcap * sizeof *req->hdrs);
         }
         struct mw_req_header *h = &req->hdrs[req->nhdrs++];
@@ -535,6 +535,18 @@ struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
     write_head(req, -1, 0);
     req->res_state = MW_RES_STREAMING;
     queue_flush(req->conn);
+    /* a stream may stay open for days: the head's storage goes now, and
+     * the request's own is cut to size */
+    mw_response_free(&req->res);
+    if (req->hcap > req->nhdrs) {
+        req->hdrs = mw_xrealloc(req->hdrs, (req->nhdrs ? req->nhdrs : 1) * sizeof *req->hdrs);
+        req->hcap = req->nhdrs ? req->nhdrs : 1;
+    }
+    if (req->hbuf.cap > req->hbuf.len) {
+        req->hbuf.data = mw_xrealloc(req->hbuf.data, req->hbuf.len ? req->hbuf.len : 1);
+        req->hbuf.cap = req->hbuf.len ? req->hbuf.len : 1;
+    }
+    mw_buf_free(&req->body);
     req->stream = mw_stream_open(req, heartbeat_ms, last_event_id);
     return req->stream;
 }
@@ -737,7 +749,10 @@ void mw_http_timeout(struct mw_conn *conn, int kind)
 void mw_http_drained(struct mw_conn *conn)
 {
     struct mw_req *req = conn->req;
-    if (req && req->stream && !req->stream->closed) mw_stream_drained(req->stream);
+    if (req && req->stream && !req->stream->closed) {
+        mw_stream_drained(req->stream);
+        req = conn->req; /* NULL when that dropped the client */
+    }
     if (req && req->waiter && req->wait == MW_WAIT_DRAIN) {
         mw_conn_set_timer(conn, MW_TIMER_SEND, conn->srv->limits.send_timeout_ms);
         mw_lua_req_notify(req);

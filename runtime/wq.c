@@ -65,6 +65,8 @@ void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done)
 {
     memset(wq, 0, sizeof *wq);
     wq->on_done = on_done;
+    wq->pending = wq->inline_segs;
+    wq->cap = MW_WQ_INLINE_SEGS;
 }
 
 static void seg_release(struct mw_seg *s)
@@ -76,8 +78,15 @@ static void seg_release(struct mw_seg *s)
 static struct mw_seg *push(struct mw_wq *wq)
 {
     if (wq->npending == wq->cap) {
-        wq->cap = wq->cap ? wq->cap * 2 : 8;
-        wq->pending = mw_xrealloc(wq->pending, wq->cap * sizeof *wq->pending);
+        size_t cap = wq->cap * 2;
+        if (wq->pending == wq->inline_segs) {
+            struct mw_seg *p = mw_xmalloc(cap * sizeof *p);
+            memcpy(p, wq->pending, wq->npending * sizeof *p);
+            wq->pending = p;
+        } else {
+            wq->pending = mw_xrealloc(wq->pending, cap * sizeof *wq->pending);
+        }
+        wq->cap = cap;
     }
     struct mw_seg *s = &wq->pending[wq->npending++];
     memset(s, 0, sizeof *s);
@@ -115,6 +124,8 @@ void mw_wq_shared(struct mw_wq *wq, struct mw_shared *sh)
     wq->queued_bytes += sh->len;
 }
 
+static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov);
+
 static void on_write(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
@@ -147,6 +158,18 @@ static void advance(struct mw_wq *wq, size_t n)
 int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream)
 {
     uv_buf_t iov[MW_WQ_MAX_IOV];
+    int rc = flush_pending(wq, stream, iov);
+    if (wq->npending == 0 && wq->pending != wq->inline_segs) {
+        /* a burst grew the array; an idle connection should not keep it */
+        free(wq->pending);
+        wq->pending = wq->inline_segs;
+        wq->cap = MW_WQ_INLINE_SEGS;
+    }
+    return rc;
+}
+
+static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov)
+{
     while (wq->npending) {
         size_t n = wq->npending < MW_WQ_MAX_IOV ? wq->npending : MW_WQ_MAX_IOV;
         size_t bytes = 0;
@@ -197,7 +220,8 @@ void mw_wq_free(struct mw_wq *wq)
         wq->queued_bytes -= wq->pending[i].len;
         seg_release(&wq->pending[i]);
     }
-    free(wq->pending);
-    wq->pending = NULL;
-    wq->npending = wq->cap = 0;
+    if (wq->pending != wq->inline_segs) free(wq->pending);
+    wq->pending = wq->inline_segs;
+    wq->npending = 0;
+    wq->cap = MW_WQ_INLINE_SEGS;
 }
