@@ -272,6 +272,11 @@ size_t mw_channel_history(struct mw_channel *ch, long long since,
     return missed;
 }
 
+uint64_t mw_channel_oldest_id(struct mw_channel *ch)
+{
+    return ch->ring_len ? ring_at(ch, 0)->id : 0;
+}
+
 int mw_channel_has_after(struct mw_channel *ch, long long since)
 {
     size_t missed;

@@ -102,6 +102,8 @@ void mw_hub_unsubscribe(struct mw_sub *sub);
  * retained one are gone (0 when nothing was missed). */
 size_t mw_channel_history(struct mw_channel *ch, long long since,
                           void (*fn)(struct mw_msg *m, void *ud), void *ud);
+/* Id of the oldest retained message; 0 when none is retained. */
+uint64_t mw_channel_oldest_id(struct mw_channel *ch);
 /* 1 if a wait with this since would return at once (messages are due). */
 int mw_channel_has_after(struct mw_channel *ch, long long since);
 

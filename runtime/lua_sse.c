@@ -58,7 +58,9 @@ static int res_sse(lua_State *L)
         lua_getfield(L, 2, "heartbeat");
         if (!lua_isnil(L, -1)) {
             heartbeat = luaL_checknumber(L, -1);
-            luaL_argcheck(L, heartbeat >= 0, 2, "heartbeat must be >= 0 seconds");
+            /* bounded: seconds * 1000 must fit the integer it becomes */
+            luaL_argcheck(L, heartbeat >= 0 && heartbeat <= 86400, 2,
+                          "heartbeat must be 0..86400 seconds");
         }
         lua_pop(L, 1);
     }
@@ -92,6 +94,9 @@ static int res_sse(lua_State *L)
     mw_buf_free(&lei);
     lua_pushvalue(L, -1);
     s->lua_ref = mw_lua_ref(L);
+    /* HEAD gets the head only: the stream ends before it starts, so what
+     * the handler sends goes nowhere (send returns false) */
+    if (req->is_head) mw_stream_close(s, 1);
     return 1;
 }
 

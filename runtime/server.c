@@ -162,11 +162,12 @@ void mw_server_shutdown(struct mw_server *srv)
         srv->listening = 0;
         uv_close((uv_handle_t *)&srv->listener, NULL);
     }
-    /* Idle keep-alive connections go now; busy ones end after their reply. */
+    /* Idle keep-alive connections go now; busy ones end after their reply.
+     * WebSockets (no request either) get their closing handshake below. */
     struct mw_conn *next;
     for (struct mw_conn *c = srv->conns; c; c = next) {
         next = c->next;
-        if (!c->req && c->state == MW_CONN_OPEN) mw_conn_end(c);
+        if (!c->req && !c->ws && c->state == MW_CONN_OPEN) mw_conn_end(c);
     }
     /* SSE streams end (their clients reconnect elsewhere and resume from
      * Last-Event-ID); parked long polls answer with what they have */

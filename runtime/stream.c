@@ -45,7 +45,10 @@ struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, cons
     s->req = req;
     s->heartbeat_ms = heartbeat_ms;
     s->lua_ref = -2; /* LUA_NOREF */
-    if (last_event_id && *last_event_id) {
+    /* The entries are echoed in id lines: one with CR or LF (possible
+     * through ?lastEventId=) would inject fields into the stream, and no
+     * id we sent has one, so such a value is not a resume point. */
+    if (last_event_id && *last_event_id && mw_sse_field_ok(last_event_id, strlen(last_event_id))) {
         const char *p = last_event_id;
         for (;;) {
             const char *comma = strchr(p, ',');
@@ -176,24 +179,44 @@ static void skip(struct mw_msg *m, void *ud)
 {
 }
 
-/* Queues the retained messages after `since` while the queue has room;
- * the rest follows as it drains. */
-static void replay(struct mw_stream_sub *ss, long long since)
+/* Queues the retained messages after ss->last_id while the queue has
+ * room; the rest follows as it drains, and new messages wait in the
+ * history meanwhile. A client still catching up when the history moves
+ * past what it has is too slow after all: it is dropped, and told of the
+ * gap when it comes back. Returns 0 when it was dropped (the stream may
+ * be gone). */
+static int catch_up(struct mw_stream_sub *ss)
 {
+    uint64_t oldest = mw_channel_oldest_id(ss->sub.ch);
+    if (ss->catching_up && oldest && ss->last_id + 1 < oldest) {
+        drop_slow(ss->stream);
+        return 0;
+    }
     struct replay r = {ss, MW_STREAM_OK};
-    mw_channel_history(ss->sub.ch, since, replay_one, &r);
+    mw_channel_history(ss->sub.ch, (long long)ss->last_id, replay_one, &r);
     ss->catching_up = r.rc == MW_STREAM_FULL;
+    return 1;
+}
+
+static int catching_up(const struct mw_stream *s)
+{
+    for (size_t i = 0; i < s->nsubs; i++)
+        if (s->subs[i]->catching_up) return 1;
+    return 0;
 }
 
 static void deliver(struct mw_sub *sub, struct mw_msg *m)
 {
     struct mw_stream_sub *ss = (struct mw_stream_sub *)sub;
     if (ss->catching_up) {
-        /* m is in the history already, after what is still to replay */
-        replay(ss, (long long)ss->last_id);
+        catch_up(ss); /* m is in the history already, after what is still to replay */
         return;
     }
-    if (send_msg(ss, m) == MW_STREAM_FULL) drop_slow(ss->stream);
+    if (send_msg(ss, m) != MW_STREAM_FULL) return;
+    if (catching_up(ss->stream))
+        ss->catching_up = 1; /* a replay filled the queue, not the client: wait in history too */
+    else
+        drop_slow(ss->stream);
 }
 
 static const struct mw_sub_ops stream_ops = {.deliver = deliver};
@@ -201,7 +224,7 @@ static const struct mw_sub_ops stream_ops = {.deliver = deliver};
 void mw_stream_drained(struct mw_stream *s)
 {
     for (size_t i = 0; i < s->nsubs && stream_conn(s); i++)
-        if (s->subs[i]->catching_up) replay(s->subs[i], (long long)s->subs[i]->last_id);
+        if (s->subs[i]->catching_up && !catch_up(s->subs[i])) return;
 }
 
 int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long since, const char *event)
@@ -219,13 +242,16 @@ int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long si
     ss->sub.owner = s;
     ss->stream = s;
     ss->event = event ? mw_xstrndup(event, strlen(event)) : NULL;
-    /* until a message goes out, the client is at `since` (or, with no
-     * since, at the newest message, which it need not see; above the
-     * newest, after a restart, before all of them) */
-    if (since < 0)
-        ss->last_id = ch->last_id;
-    else
-        ss->last_id = (uint64_t)since <= ch->last_id ? (uint64_t)since : 0;
+    /* The client has everything up to last_id: with no since, the newest
+     * message, which it need not see; else since, or when that is older
+     * than the history (the gap is reported below) or above the newest
+     * (a restart), just before the oldest retained. */
+    ss->last_id = ch->last_id;
+    if (since >= 0) {
+        uint64_t oldest = mw_channel_oldest_id(ch);
+        uint64_t floor = oldest ? oldest - 1 : ch->last_id;
+        ss->last_id = (uint64_t)since > ch->last_id || (uint64_t)since < floor ? floor : (uint64_t)since;
+    }
     s->subs = mw_xrealloc(s->subs, (s->nsubs + 1) * sizeof *s->subs);
     s->subs[s->nsubs++] = ss;
     mw_hub_subscribe(ch, &ss->sub);
@@ -241,7 +267,7 @@ int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long si
             mw_stream_write(s, note.data, note.len);
             mw_buf_free(&note);
         }
-        replay(ss, since);
+        catch_up(ss);
     }
     return MW_STREAM_OK;
 }
