@@ -222,11 +222,10 @@ void mw_hub_subscribe(struct mw_channel *ch, struct mw_sub *sub)
     if (!ch->subs) {
         ch->subs = sub;
     } else {
-        struct mw_sub *t = ch->subs;
-        while (t->next) t = t->next;
-        t->next = sub;
-        sub->prev = t;
+        ch->subs_tail->next = sub;
+        sub->prev = ch->subs_tail;
     }
+    ch->subs_tail = sub;
     ch->nsubs++;
 }
 
@@ -239,6 +238,7 @@ void mw_hub_unsubscribe(struct mw_sub *sub)
     if (sub->prev) sub->prev->next = sub->next;
     if (sub->next) sub->next->prev = sub->prev;
     if (ch->subs == sub) ch->subs = sub->next;
+    if (ch->subs_tail == sub) ch->subs_tail = sub->prev;
     ch->nsubs--;
     sub->ch = NULL;
     sub->prev = sub->next = NULL;

@@ -65,7 +65,7 @@ struct mw_channel {
     size_t history_max;         /* messages retained */
     struct mw_msg **ring;       /* retained messages, oldest at ring_start */
     size_t ring_start, ring_len;
-    struct mw_sub *subs;
+    struct mw_sub *subs, *subs_tail; /* in subscription order */
     size_t nsubs;
     int refs;                   /* handles held outside the hub (Lua objects) */
     int publishing;             /* delivery loops on the stack */
