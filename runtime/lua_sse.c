@@ -1,7 +1,8 @@
 /* lua_sse.c - res:sse{...} and the `stream` object.
  *
  * A stream handle is a userdata holding (request, generation) like req and
- * res, plus a user value table with `last_event_id` and the on_close
+ * res, plus two user values: the `last_event_id` string and, once one is
+ * registered, the table of on_close
  * callbacks. While the stream is open the handle is anchored in the
  * registry, so callbacks run even if the app dropped every reference. */
 #include "conn.h"
@@ -77,14 +78,12 @@ static int res_sse(lua_State *L)
     mw_buf_appendc(&lei, '\0');
 
     /* stack: res, opts, handle */
-    struct stream_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+    struct stream_handle *h = lua_newuserdatauv(L, sizeof *h, 2);
     h->req = req;
     h->gen = req->gen;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &stream_mt_key);
     lua_setmetatable(L, -2);
-    lua_createtable(L, 0, 2);
     lua_pushstring(L, lei.data);
-    lua_setfield(L, -2, "last_event_id");
     lua_setiuservalue(L, -2, 1);
 
     add_header(req, "Content-Type", "text/event-stream; charset=utf-8", 1);
@@ -92,8 +91,8 @@ static int res_sse(lua_State *L)
     add_header(req, "X-Accel-Buffering", "no", 1);
     struct mw_stream *s = mw_req_start_stream(req, (uint64_t)(heartbeat * 1000), lei.data);
     mw_buf_free(&lei);
-    lua_pushvalue(L, -1);
-    s->lua_ref = mw_lua_ref(L);
+    /* the handle is anchored only once an on_close needs it: an idle
+     * stream costs Lua nothing after its handler returns */
     /* HEAD gets the head only: the stream ends before it starts, so what
      * the handler sends goes nowhere (send returns false) */
     if (req->is_head) mw_stream_close(s, 1);
@@ -107,11 +106,12 @@ static int stream_index(lua_State *L)
     lua_getfield(L, -1, "methods");
     lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-    lua_settop(L, 2);
-    lua_getiuservalue(L, 1, 1);
-    lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
-    return 1;
+    const char *k = lua_tostring(L, 2);
+    if (k && strcmp(k, "last_event_id") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    return 0;
 }
 
 static int raise_field(lua_State *L, const char *what)
@@ -242,15 +242,20 @@ static int stream_on_close(lua_State *L)
         lua_call(L, 0, 0);
         return 0;
     }
-    lua_getiuservalue(L, 1, 1);
-    if (lua_getfield(L, -1, "on_close") != LUA_TTABLE) {
+    struct mw_stream *s = get_stream(L);
+    if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
         lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "on_close");
+        lua_setiuservalue(L, 1, 2);
     }
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    if (s->lua_ref == LUA_NOREF) {
+        /* from now on the callbacks must run even if the app drops the handle */
+        lua_pushvalue(L, 1);
+        s->lua_ref = mw_lua_ref(L);
+    }
     return 0;
 }
 
@@ -275,18 +280,8 @@ static void on_close_done(struct mw_co *co, const char *err, void *ud)
     if (err) mw_log_error("stream on_close callback failed: %s", err);
 }
 
-/* Runs the callbacks one after another in one coroutine. */
-static int run_callbacks(lua_State *L)
-{
-    /* stack: list */
-    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
-        lua_call(L, 0, 0);
-    }
-    return 0;
-}
-
+/* Each callback runs in its own coroutine: it may wait, and one that
+ * fails does not keep the others from running. */
 void mw_lua_stream_closed(struct mw_stream *s)
 {
     struct mw_vm *vm = mw_vm_of(NULL);
@@ -295,16 +290,17 @@ void mw_lua_stream_closed(struct mw_stream *s)
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->lua_ref);
     mw_lua_unref(L, s->lua_ref);
     s->lua_ref = LUA_NOREF;
-    lua_getiuservalue(L, -1, 1);
-    if (lua_getfield(L, -1, "on_close") == LUA_TTABLE && lua_rawlen(L, -1) > 0) {
-        struct mw_co *co = mw_co_new(vm, "on_close", on_close_done, NULL);
-        lua_pushcfunction(co->T, run_callbacks);
-        lua_xmove(L, co->T, 1);
-        lua_pop(L, 2);
-        mw_co_start(co, 1);
-        return;
+    /* stack: handle, callbacks */
+    if (lua_getiuservalue(L, -1, 2) == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            struct mw_co *co = mw_co_new(vm, "on_close", on_close_done, NULL);
+            lua_rawgeti(L, -1, i);
+            lua_xmove(L, co->T, 1);
+            mw_co_start(co, 0);
+        }
     }
-    lua_pop(L, 3);
+    lua_pop(L, 2);
 }
 
 void mw_lua_open_sse(lua_State *L)

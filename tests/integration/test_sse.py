@@ -611,3 +611,31 @@ def test_a_client_that_stalls_while_catching_up_is_dropped_when_history_passes_i
     events = back.events(5, timeout=60)
     assert ids(events) == ["6", "7", "8", "9", "10"]
     back.close()
+
+
+def test_on_close_callbacks_may_wait_and_one_failing_spares_the_others(start):
+    srv = start('''
+        local mw = require "moonwire"
+        local app = mw.app()
+        local log = {}
+        app:get("/s", function(req, res)
+          local s = res:sse{ heartbeat = 0 }
+          s:on_close(function() error("first callback fails") end)
+          s:on_close(function() mw.sleep(0.05); log[#log + 1] = "waited" end)
+          s:on_close(function() log[#log + 1] = "third" end)
+        end)
+        app:get("/log", function(req, res) res:json(mw.json.array(log)) end)
+        return app
+    ''')
+    s = socket.create_connection((srv.host, srv.port))
+    s.sendall(b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.recv(1024)
+    s.close()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        got = requests.get(srv.url + "/log").json()
+        if len(got) == 2:
+            break
+        time.sleep(0.02)
+    assert sorted(got) == ["third", "waited"]
+    srv.wait_log(r"stream on_close callback failed: .*first callback fails")
