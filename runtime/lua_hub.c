@@ -45,16 +45,16 @@ static void remember_options(lua_State *L, const char *name, size_t len);
 
 /* --------------------------------------------------------------- helpers */
 
-struct mw_channel *mw_lua_check_channel(lua_State *L, int idx)
+struct mw_channel *mw_lua_check_channel(lua_State *L, int idx, int create)
 {
     struct channel_handle *h = luaL_testudata(L, idx, CHANNEL_MT);
     if (h) return h->ch;
+    /* the type first: lua_tolstring would turn a number into a name */
+    if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "channel or channel name");
     size_t len;
     const char *name = lua_tolstring(L, idx, &len);
-    if (!name || lua_type(L, idx) != LUA_TSTRING)
-        luaL_typeerror(L, idx, "channel or channel name");
     if (len == 0) luaL_argerror(L, idx, "a channel name cannot be empty");
-    return mw_hub_channel(name, len, 1);
+    return mw_hub_channel(name, len, create);
 }
 
 static int check_kind(lua_State *L, int idx, const char *data, size_t len)
@@ -109,9 +109,9 @@ static int push_history(lua_State *L, struct mw_channel *ch, long long since)
 static long long opt_since(lua_State *L, int idx)
 {
     if (lua_isnoneornil(L, idx)) return -1;
-    lua_Integer v = luaL_checkinteger(L, idx);
-    luaL_argcheck(L, v >= 0, idx, "since must be an id >= 0");
-    return v;
+    if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0)
+        luaL_error(L, "since must be a message id (an integer >= 0), got %s", luaL_tolstring(L, idx, NULL));
+    return lua_tointeger(L, idx);
 }
 
 /* ----------------------------------------------------------------- mw.* */
@@ -119,10 +119,10 @@ static long long opt_since(lua_State *L, int idx)
 /* mw.publish(channel, data [, kind]) -> id */
 static int l_publish(lua_State *L)
 {
-    struct mw_channel *ch = mw_lua_check_channel(L, 1);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     int kind = check_kind(L, 3, data, len);
+    struct mw_channel *ch = mw_lua_check_channel(L, 1, 1);
     lua_pushinteger(L, (lua_Integer)mw_hub_publish(ch, data, len, kind));
     return 1;
 }
@@ -144,7 +144,7 @@ static int l_channel(lua_State *L)
     struct channel_handle *h = lua_newuserdatauv(L, sizeof *h, 0);
     h->ch = NULL;
     luaL_setmetatable(L, CHANNEL_MT);
-    h->ch = mw_lua_check_channel(L, 1);
+    h->ch = mw_lua_check_channel(L, 1, 1);
     mw_channel_ref(h->ch);
     if (history >= 0) {
         mw_channel_set_history(h->ch, (size_t)history);

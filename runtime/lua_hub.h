@@ -7,8 +7,10 @@
 
 struct mw_channel;
 
-/* A channel from argument idx: a channel object or a name (created on use). */
-struct mw_channel *mw_lua_check_channel(lua_State *L, int idx);
+/* A channel from argument idx: a channel object or a name. A name of a
+ * channel that does not exist yet creates it, or gives NULL when !create
+ * (unsubscribing must not make channels). Raises on anything else. */
+struct mw_channel *mw_lua_check_channel(lua_State *L, int idx, int create);
 /* Pushes a list of messages { {id=, data=, kind=}, ... } marked as array. */
 void mw_lua_open_hub(lua_State *L);
 /* Resets channel options set by an app version that is gone. */

@@ -66,11 +66,7 @@ static int res_sse(lua_State *L)
         lua_pop(L, 1);
     }
     if (req->res_state != MW_RES_NONE) return luaL_error(L, "res:sse() after the response started");
-    if (!req->conn) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
+    int gone = !req->conn; /* the app still gets a stream: a closed one, whose methods say so */
     /* the client's resume point: the header, else ?lastEventId= */
     struct mw_buf lei;
     mw_buf_init(&lei);
@@ -86,6 +82,10 @@ static int res_sse(lua_State *L)
     lua_pushstring(L, lei.data);
     lua_setiuservalue(L, -2, 1);
 
+    if (gone) {
+        mw_buf_free(&lei);
+        return 1;
+    }
     add_header(req, "Content-Type", "text/event-stream; charset=utf-8", 1);
     add_header(req, "Cache-Control", "no-cache", 1);
     add_header(req, "X-Accel-Buffering", "no", 1);
@@ -186,7 +186,7 @@ static int stream_comment(lua_State *L)
 static int stream_subscribe(lua_State *L)
 {
     struct mw_stream *s = get_stream(L);
-    struct mw_channel *ch = mw_lua_check_channel(L, 2);
+    mw_lua_check_channel(L, 2, 0); /* the argument's type; the channel is made below */
     long long since = -1;
     const char *event = NULL;
     if (!lua_isnoneornil(L, 3)) {
@@ -209,6 +209,7 @@ static int stream_subscribe(lua_State *L)
         lua_pushboolean(L, 0);
         return 1;
     }
+    struct mw_channel *ch = mw_lua_check_channel(L, 2, 1);
     int rc = mw_stream_subscribe(s, ch, since, event);
     if (rc == MW_STREAM_DUP) return luaL_error(L, "stream:subscribe: already subscribed to %s", ch->name);
     lua_pushboolean(L, rc == MW_STREAM_OK);
@@ -218,8 +219,8 @@ static int stream_subscribe(lua_State *L)
 static int stream_unsubscribe(lua_State *L)
 {
     struct mw_stream *s = get_stream(L);
-    struct mw_channel *ch = mw_lua_check_channel(L, 2);
-    lua_pushboolean(L, s && mw_stream_unsubscribe(s, ch) == MW_STREAM_OK);
+    struct mw_channel *ch = mw_lua_check_channel(L, 2, 0);
+    lua_pushboolean(L, s && ch && mw_stream_unsubscribe(s, ch) == MW_STREAM_OK);
     return 1;
 }
 

@@ -47,6 +47,8 @@ struct lws_sub {
     struct mw_sub sub; /* first: the hub hands it back */
     struct lws *rec;
     int envelope;
+    uint64_t last_id;  /* the client has the channel's messages up to this one */
+    int catching_up;   /* a replay waits in the history for the queue to drain */
 };
 
 struct lws {
@@ -58,6 +60,7 @@ struct lws {
     size_t inbox_bytes, inbox_events;
     int running, pumping;
     int closed;                /* the close event was queued */
+    int app_drain;             /* ws:send was refused: drain(ws) is due */
     struct lws_sub **subs;
     size_t nsubs;
     struct lws *prev, *next;   /* every open socket, for shutdown */
@@ -258,9 +261,19 @@ static void on_close(struct mw_ws *ws, int code, const char *reason, size_t len)
     queue_event(rec, EV_CLOSE, code, &r);
 }
 
+static int catch_up(struct lws_sub *s);
+
+/* The send queue drained: replays waiting for room go on, and the app
+ * hears of it if one of its sends was refused. */
 static void on_drain(struct mw_ws *ws)
 {
-    queue_event(ws->ud, EV_DRAIN, 0, NULL);
+    struct lws *rec = ws->ud;
+    for (size_t i = 0; i < rec->nsubs && live_ws(rec); i++)
+        if (rec->subs[i]->catching_up && !catch_up(rec->subs[i])) return;
+    if (rec->app_drain && live_ws(rec)) {
+        rec->app_drain = 0;
+        queue_event(rec, EV_DRAIN, 0, NULL);
+    }
 }
 
 static const struct mw_ws_events events = {on_message, on_close, on_drain};
@@ -357,6 +370,8 @@ static int res_ws_accept(lua_State *L)
         mw_lua_push_closed(L);
         return lua_error(L);
     }
+    if (req->http_major < 1 || (req->http_major == 1 && req->http_minor < 1))
+        return refuse(L, 400, "a WebSocket handshake needs HTTP/1.1");
     if (!req->upgrade || !header_has_token(req, "upgrade", "websocket"))
         return refuse(L, 400, "a WebSocket route needs an Upgrade: websocket request");
     if (!header_has_token(req, "connection", "upgrade"))
@@ -468,7 +483,9 @@ static int ws_send(lua_State *L)
     if (opcode == MW_WS_OP_TEXT && !mw_utf8_valid(data, len))
         return luaL_argerror(L, 2, "text must be valid UTF-8 (send it as \"binary\")");
     struct mw_ws *ws = live_ws(rec);
-    lua_pushboolean(L, ws && mw_ws_send(ws, opcode, data, len) == MW_WS_SENT);
+    int rc = ws ? mw_ws_send(ws, opcode, data, len) : MW_WS_CLOSED_ERR;
+    if (rc == MW_WS_FULL) rec->app_drain = 1;
+    lua_pushboolean(L, rc == MW_WS_SENT);
     return 1;
 }
 
@@ -546,29 +563,29 @@ static struct mw_shared *hub_frame(struct mw_msg *m, const char *channel, size_t
     return f;
 }
 
-/* Returns 0, or -1 when the client is too far behind and was dropped. */
+/* Queues one hub message: MW_WS_SENT, MW_WS_FULL, or MW_WS_CLOSED_ERR. */
 static int send_hub(struct lws_sub *s, struct mw_msg *m)
 {
     struct mw_ws *ws = live_ws(s->rec);
-    if (!ws) return 0;
+    if (!ws) return MW_WS_CLOSED_ERR;
     struct mw_channel *ch = s->sub.ch;
     struct mw_shared *f = hub_frame(m, ch ? ch->name : "", ch ? ch->name_len : 0, s->envelope, &ws->pmd);
-    if (mw_ws_send_shared(ws, f) == MW_WS_FULL) {
-        mw_log_warn("conn %llu: WebSocket client fell more than %zu bytes behind; closing it with "
-                    "1013 (it resumes from history on reconnect)",
-                    ws->conn ? (unsigned long long)ws->conn->id : 0ULL, ws->max_queued);
-        mw_ws_fail(ws, MW_WS_CLOSE_TRY_AGAIN, "slow consumer");
-        return -1;
-    }
-    return 0;
+    int rc = mw_ws_send_shared(ws, f);
+    if (rc == MW_WS_SENT) s->last_id = m->id;
+    return rc;
 }
 
-static void hub_deliver(struct mw_sub *sub, struct mw_msg *m)
+/* A client too slow for the hub is closed; it resumes from history when
+ * it reconnects. */
+static void drop_slow(struct lws *rec)
 {
-    send_hub((struct lws_sub *)sub, m);
+    struct mw_ws *ws = live_ws(rec);
+    if (!ws) return;
+    mw_log_warn("conn %llu: WebSocket client fell more than %zu bytes behind; closing it with "
+                "1013 (it resumes from history on reconnect)",
+                ws->conn ? (unsigned long long)ws->conn->id : 0ULL, ws->max_queued);
+    mw_ws_fail(ws, MW_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
-
-static const struct mw_sub_ops hub_ops = {.deliver = hub_deliver};
 
 struct replay {
     struct lws_sub *s;
@@ -578,14 +595,60 @@ struct replay {
 static void replay_one(struct mw_msg *m, void *ud)
 {
     struct replay *r = ud;
-    if (r->rc == 0) r->rc = send_hub(r->s, m);
+    if (r->rc == MW_WS_SENT) r->rc = send_hub(r->s, m);
 }
+
+/* Queues the retained messages after s->last_id while the queue has room
+ * (an empty queue takes any one); the rest follows as it drains, and new
+ * messages wait in the history meanwhile. A client still catching up when
+ * the history moves past what it has is too slow after all: it is
+ * dropped. Returns 0 when it was. */
+static int catch_up(struct lws_sub *s)
+{
+    uint64_t oldest = mw_channel_oldest_id(s->sub.ch);
+    if (s->catching_up && oldest && s->last_id + 1 < oldest) {
+        drop_slow(s->rec);
+        return 0;
+    }
+    struct replay r = {s, MW_WS_SENT};
+    mw_channel_history(s->sub.ch, (long long)s->last_id, replay_one, &r);
+    s->catching_up = r.rc == MW_WS_FULL;
+    if (s->catching_up) s->rec->ws->want_drain = 1; /* on_drain picks it up again */
+    return 1;
+}
+
+static int rec_catching_up(const struct lws *rec)
+{
+    for (size_t i = 0; i < rec->nsubs; i++)
+        if (rec->subs[i]->catching_up) return 1;
+    return 0;
+}
+
+static void hub_deliver(struct mw_sub *sub, struct mw_msg *m)
+{
+    struct lws_sub *s = (struct lws_sub *)sub;
+    if (!live_ws(s->rec)) return;
+    if (s->catching_up) {
+        catch_up(s); /* m is in the history already, after what is still to replay */
+        return;
+    }
+    if (send_hub(s, m) != MW_WS_FULL) return;
+    if (rec_catching_up(s->rec)) {
+        /* a replay filled the queue, not the client: wait in history too */
+        s->catching_up = 1;
+        s->rec->ws->want_drain = 1;
+    } else {
+        drop_slow(s->rec);
+    }
+}
+
+static const struct mw_sub_ops hub_ops = {.deliver = hub_deliver};
 
 /* ws:subscribe(channel [, { since = id, envelope = true }]) -> true | false */
 static int ws_subscribe(lua_State *L)
 {
     struct lws *rec = check_ws(L, 1);
-    struct mw_channel *ch = mw_lua_check_channel(L, 2);
+    struct mw_channel *ch = mw_lua_check_channel(L, 2, 0); /* made once it is needed */
     long long since = -1;
     int envelope = 0;
     if (!lua_isnoneornil(L, 3)) {
@@ -604,6 +667,7 @@ static int ws_subscribe(lua_State *L)
         lua_pushboolean(L, 0);
         return 1;
     }
+    if (!ch) ch = mw_lua_check_channel(L, 2, 1);
     for (size_t i = 0; i < rec->nsubs; i++)
         if (rec->subs[i]->sub.ch == ch) return luaL_error(L, "ws:subscribe: already subscribed to %s", ch->name);
     struct lws_sub *s = mw_xcalloc(1, sizeof *s);
@@ -611,27 +675,30 @@ static int ws_subscribe(lua_State *L)
     s->sub.owner = rec;
     s->rec = rec;
     s->envelope = envelope;
-    s->sub.ch = ch; /* for the envelope's channel name during replay */
-    struct replay r = {s, 0};
-    if (since >= 0) mw_channel_history(ch, since, replay_one, &r);
-    s->sub.ch = NULL;
-    if (r.rc != 0) {
-        free(s);
-        lua_pushboolean(L, 0);
-        return 1;
+    /* The client has everything up to last_id: with no since, the newest
+     * message; else since, or when that is older than the history or
+     * above the newest (a restart), just before the oldest retained. */
+    s->last_id = ch->last_id;
+    if (since >= 0) {
+        uint64_t oldest = mw_channel_oldest_id(ch);
+        uint64_t floor = oldest ? oldest - 1 : ch->last_id;
+        int keep = (uint64_t)since <= ch->last_id && (uint64_t)since >= floor;
+        s->last_id = keep ? (uint64_t)since : floor;
     }
     rec->subs = mw_xrealloc(rec->subs, (rec->nsubs + 1) * sizeof *rec->subs);
     rec->subs[rec->nsubs++] = s;
     mw_hub_subscribe(ch, &s->sub);
-    lua_pushboolean(L, 1);
+    /* the replay goes out as the queue has room; a drop unsubscribes s */
+    int ok = since < 0 || catch_up(s);
+    lua_pushboolean(L, ok && live_ws(rec) != NULL);
     return 1;
 }
 
 static int ws_unsubscribe(lua_State *L)
 {
     struct lws *rec = check_ws(L, 1);
-    struct mw_channel *ch = mw_lua_check_channel(L, 2);
-    for (size_t i = 0; rec && i < rec->nsubs; i++) {
+    struct mw_channel *ch = mw_lua_check_channel(L, 2, 0);
+    for (size_t i = 0; rec && ch && i < rec->nsubs; i++) {
         if (rec->subs[i]->sub.ch != ch) continue;
         mw_hub_unsubscribe(&rec->subs[i]->sub);
         free(rec->subs[i]);
@@ -648,13 +715,14 @@ static int ws_unsubscribe(lua_State *L)
 static int ws_publish(lua_State *L)
 {
     struct lws *rec = check_ws(L, 1);
-    struct mw_channel *ch = mw_lua_check_channel(L, 2);
+    mw_lua_check_channel(L, 2, 0); /* its type; made after the other checks */
     size_t len;
     const char *data = luaL_checklstring(L, 3, &len);
     static const char *const kinds[] = {"text", "binary", NULL};
     int kind = luaL_checkoption(L, 4, "text", kinds);
     if (kind == MW_MSG_TEXT && !mw_utf8_valid(data, len))
         return luaL_argerror(L, 3, "text messages must be valid UTF-8 (publish it as \"binary\")");
+    struct mw_channel *ch = mw_lua_check_channel(L, 2, 1);
     lua_pushinteger(L, (lua_Integer)mw_hub_publish_except(ch, data, len, kind, rec));
     return 1;
 }
