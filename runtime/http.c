@@ -139,6 +139,23 @@ void mw_req_handler_done(struct mw_req *req)
     if (!req->conn && !req->held) req_free(req);
 }
 
+/* A request that stays alive with a long-lived connection (an SSE stream,
+ * a WebSocket's ws.req): its response-head storage goes, and its own is
+ * cut to size, since such connections may stay open for days. */
+static void compact(struct mw_req *req)
+{
+    mw_response_free(&req->res);
+    if (req->hcap > req->nhdrs) {
+        req->hdrs = mw_xrealloc(req->hdrs, (req->nhdrs ? req->nhdrs : 1) * sizeof *req->hdrs);
+        req->hcap = req->nhdrs ? req->nhdrs : 1;
+    }
+    if (req->hbuf.cap > req->hbuf.len) {
+        req->hbuf.data = mw_xrealloc(req->hbuf.data, req->hbuf.len ? req->hbuf.len : 1);
+        req->hbuf.cap = req->hbuf.len ? req->hbuf.len : 1;
+    }
+    mw_buf_free(&req->body);
+}
+
 void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len)
 {
     struct mw_conn *conn = req->conn;
@@ -151,6 +168,7 @@ void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len)
     mw_conn_defer(conn, MW_WORK_FLUSH);
     req->res_state = MW_RES_DONE;
     req->held = 1;
+    compact(req);
     /* HTTP is over on this connection: the parser never runs again, and
      * the bytes after the request belong to the WebSocket */
     conn->req = NULL;
@@ -535,18 +553,7 @@ struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
     write_head(req, -1, 0);
     req->res_state = MW_RES_STREAMING;
     queue_flush(req->conn);
-    /* a stream may stay open for days: the head's storage goes now, and
-     * the request's own is cut to size */
-    mw_response_free(&req->res);
-    if (req->hcap > req->nhdrs) {
-        req->hdrs = mw_xrealloc(req->hdrs, (req->nhdrs ? req->nhdrs : 1) * sizeof *req->hdrs);
-        req->hcap = req->nhdrs ? req->nhdrs : 1;
-    }
-    if (req->hbuf.cap > req->hbuf.len) {
-        req->hbuf.data = mw_xrealloc(req->hbuf.data, req->hbuf.len ? req->hbuf.len : 1);
-        req->hbuf.cap = req->hbuf.len ? req->hbuf.len : 1;
-    }
-    mw_buf_free(&req->body);
+    compact(req);
     req->stream = mw_stream_open(req, heartbeat_ms, last_event_id);
     return req->stream;
 }

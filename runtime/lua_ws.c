@@ -441,8 +441,6 @@ static int res_ws_accept(lua_State *L)
     lua_setfield(L, -2, "req");
     lua_pushvalue(L, 4);
     lua_setfield(L, -2, "_pattern");
-    lua_newtable(L);
-    lua_setfield(L, -2, "data");
     lua_pushstring(L, protocol ? protocol : "");
     lua_setfield(L, -2, "protocol");
     lua_setiuservalue(L, -2, 1);
@@ -737,7 +735,14 @@ static int ws_index(lua_State *L)
     lua_settop(L, 2);
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    /* ws.data is made on first use: most sockets never need one */
+    const char *k = lua_tostring(L, 2);
+    if (k && strcmp(k, "data") == 0) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 3, "data");
+    }
     return 1;
 }
 
