@@ -28,13 +28,14 @@ static struct mw_server *srv_of(struct mw_ws *ws)
     return ws->conn ? ws->conn->srv : NULL;
 }
 
-/* Queues a frame; control frames bypass the queue limit. */
+/* Queues a frame; control frames bypass the queue limit. The limit is how
+ * far behind a client may fall: an empty queue takes a message of any size. */
 static int queue_frame(struct mw_ws *ws, int opcode, int rsv1, const void *data, size_t len,
                        int limited)
 {
     struct mw_conn *conn = ws->conn;
     if (!conn || conn->state != MW_CONN_OPEN) return MW_WS_CLOSED_ERR;
-    if (limited && conn->wq.queued_bytes + len + 10 > ws->max_queued) {
+    if (limited && conn->wq.queued_bytes && conn->wq.queued_bytes + len + 10 > ws->max_queued) {
         ws->want_drain = 1;
         return MW_WS_FULL;
     }
@@ -65,7 +66,8 @@ int mw_ws_send_shared(struct mw_ws *ws, struct mw_shared *frame)
 {
     struct mw_conn *conn = ws->conn;
     if (ws->state != MW_WS_OPEN || !conn || conn->state != MW_CONN_OPEN) return MW_WS_CLOSED_ERR;
-    if (conn->wq.queued_bytes + frame->len > ws->max_queued) return MW_WS_FULL;
+    if (conn->wq.queued_bytes && conn->wq.queued_bytes + frame->len > ws->max_queued)
+        return MW_WS_FULL;
     mw_wq_shared(&conn->wq, frame);
     mw_conn_defer(conn, MW_WORK_FLUSH);
     return MW_WS_SENT;
@@ -185,7 +187,11 @@ static int on_frame(void *ud, int opcode, int fin, int compressed, uint64_t len)
         ws->msg.len = 0;
         mw_utf8_init(&ws->utf8);
     }
-    if (ws->msg.len + len > ws->max_message) return -MW_WS_CLOSE_TOO_BIG;
+    /* max_message counts inflated bytes (checked when inflating); the
+     * compressed ones get deflate's worst case on top: stored blocks */
+    size_t limit = ws->max_message;
+    if (ws->msg_compressed && limit < SIZE_MAX / 2) limit += limit / 1024 + 64;
+    if (ws->msg.len + len > limit) return -MW_WS_CLOSE_TOO_BIG;
     return 0;
 }
 
