@@ -5,6 +5,7 @@
   bench.py wait-ready --port P --pid PID [--timeout S] [--body TEXT]
   bench.py run --out FILE --timeout S -- CMD...   (prints the child's CPU seconds)
   bench.py http-report --runs FILE --out FILE.json
+  bench.py push-report --section sse|longpoll --runs FILE --out FILE.json
 """
 import argparse
 import datetime
@@ -397,6 +398,309 @@ def cmd_http_report(args):
     return 1 if any(r["status"] == "failed" for r in results) else 0
 
 
+# ------------------------------------------------------------------ push report
+
+PUSH_TARGETS = {
+    # section: (rate ratio vs Node, description)
+    "sse": (2.2, "SSE fan-out delivery rate >= 2.2x Node"),
+    "longpoll": (2.5, "long-poll delivery rate >= 2.5x Node"),
+}
+P99_LIMIT_US = 100_000          # p99 publish-to-receive to 10,000 SSE subscribers
+IDLE_LIMIT_BYTES = 1024         # server memory per idle SSE connection
+
+
+def _load_push_runs(path, clk_tck):
+    results = []
+    with open(path) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if not fields or not fields[0]:
+                continue
+            server, scenario, kind, clients, pacing, status, detail, out = (fields + [""] * 8)[:8]
+            r = {"server": server, "label": LABEL.get(server, server), "scenario": scenario,
+                 "kind": kind, "clients": int(clients), "pacing": pacing if pacing != "none" else None,
+                 "status": status, "detail": detail or None}
+            if out and os.path.exists(out) and os.path.getsize(out) > 0:
+                try:
+                    with open(out) as j:
+                        r["client"] = json.load(j)
+                except (OSError, ValueError) as e:
+                    r["status"], r["detail"] = "failed", f"unreadable client output: {e}"
+            elif status == "ok":
+                r["status"], r["detail"] = "failed", "no client output"
+            c = r.get("client")
+            if c and r["status"] == "ok":
+                _derive_push(r, c, clk_tck)
+            results.append(r)
+    return results
+
+
+def _derive_push(r, c, clk_tck):
+    if c.get("end_reason") not in ("done", "drain timeout"):
+        r["status"], r["detail"] = "failed", f"client: {c.get('end_reason')}"
+        return
+    if r["kind"] == "idle":
+        r["bytes_per_conn"] = c.get("bytes_per_conn")
+        if c.get("ready"):
+            r["anon_bytes_per_conn"] = (c["rss_anon_after_kb"] - c["rss_anon_before_kb"]) * 1024 / c["ready"]
+            r["private_bytes_per_conn"] = (c["private_after_kb"] - c["private_before_kb"]) * 1024 / c["ready"]
+        return
+    for k in ("delivery_rate", "latency_p50_us", "latency_p90_us", "latency_p99_us", "latency_p999_us",
+              "latency_max_us", "lost", "duplicates", "out_of_order", "delivered", "expected",
+              "run_s", "measured_s", "server_cpu_s", "client_cpu_s", "interval_ms",
+              "fanout_span_p50_us", "fanout_span_max_us", "publish_errors", "closed_early",
+              "http_errors", "parse_errors", "connect_errors"):
+        r[k] = c.get(k)
+    m = c.get("measured_s") or 0
+    if m > 0:
+        if c.get("server_cpu_s") is not None:
+            r["server_cpu_util"] = c["server_cpu_s"] / m
+        r["client_cpu_util"] = c["client_cpu_s"] / m
+    if c.get("delivered") and c.get("server_cpu_s") is not None:
+        r["server_cpu_us_per_delivery"] = c["server_cpu_s"] * 1e6 / c["delivered"]
+    srv_ticks = c["server_cpu_s"] * clk_tck if c.get("server_cpu_s") is not None else None
+    r["server_core"] = _core_usage(c.get("server_core_before", ""), c.get("server_core_after", ""), srv_ticks)
+    r["client_core"] = _core_usage(c.get("client_core_before", ""), c.get("client_core_after", ""),
+                                   c["client_cpu_s"] * clk_tck)
+    sc = r["server_core"]
+    if sc and c.get("delivered"):
+        r["server_core_us_per_delivery"] = (sc["busy_ticks"] / clk_tck) * 1e6 / c["delivered"]
+    if r["pacing"] == "paced" and c.get("interval_ms"):
+        r["offered_rate"] = r["clients"] * 1000.0 / c["interval_ms"]
+    errs = sum(c.get(k) or 0 for k in ("http_errors", "parse_errors", "connect_errors", "publish_errors"))
+    r["errors"] = errs
+
+
+def _kept_up(r):
+    """Paced run in which the last message reached every client within 50 ms
+    (or 10% of the publish span) of its publish: the server was not behind."""
+    if r.get("pacing") != "paced" or r.get("lost"):
+        return False
+    c = r.get("client") or {}
+    span, run = c.get("publish_span_s"), r.get("run_s")
+    if span is None or run is None:
+        return False
+    return run - span <= max(0.05, 0.1 * span)
+
+
+def _saturated(r):
+    """The server's core was (nearly) fully busy over the run."""
+    busy = r.get("server_cpu_util") or 0
+    sc = r.get("server_core")
+    if sc and sc.get("total_ticks"):
+        busy = max(busy, sc["busy_ticks"] / sc["total_ticks"])
+    return busy >= 0.85
+
+
+def cmd_push_report(args):
+    env = os.environ
+    clk_tck = int(env.get("CLK_TCK", "100"))
+    section = args.section
+    results = _load_push_runs(args.runs, clk_tck)
+    ok = {(r["server"], r["scenario"]): r for r in results if r["status"] == "ok"}
+    scenarios = []
+    for r in results:
+        if r["scenario"] not in scenarios:
+            scenarios.append(r["scenario"])
+
+    ratio_min, ratio_desc = PUSH_TARGETS[section]
+    ratios, targets = {}, []
+
+    def target(name, desc, value, op, limit, status=None, note=None, unit=""):
+        if status is None:
+            if value is None:
+                status = "n/a"
+            elif op == ">=":
+                status = "PASS" if value >= limit else "FAIL"
+            elif op == "<=":
+                status = "PASS" if value <= limit else "FAIL"
+            elif op == "<":
+                status = "PASS" if value < limit else "FAIL"
+            elif op == "==":
+                status = "PASS" if value == limit else "FAIL"
+        t = {"name": name, "description": desc, "value": value, "op": op, "limit": limit,
+             "status": status, "unit": unit}
+        if note:
+            t["note"] = note
+        targets.append(t)
+
+    for sc in scenarios:
+        mw, nd = ok.get(("moonwire", sc)), ok.get(("node", sc))
+        if sc.startswith("idle"):
+            continue
+        rr = {"delivery_rate": _ratio(mw and mw.get("delivery_rate"), nd and nd.get("delivery_rate")),
+              "server_cpu_per_delivery": _ratio(mw and mw.get("server_cpu_us_per_delivery"),
+                                                nd and nd.get("server_cpu_us_per_delivery")),
+              "p99": _ratio(mw and mw.get("latency_p99_us"), nd and nd.get("latency_p99_us"))}
+        ratios[sc] = rr
+        note, status = None, None
+        v = rr["delivery_rate"]
+        if v is not None:
+            # Paced: a server that keeps up delivers at the publish rate, so
+            # when both keep up the ratio says nothing about either.
+            mw_up, nd_up = _kept_up(mw), _kept_up(nd)
+            if mw_up and nd_up:
+                status, note = "n/a", "both kept up with the publish rate (pace-bound); see the burst/closed runs"
+            elif mw_up and v < ratio_min:
+                status, note = "n/a", "moonwire kept up with the publish rate: the ratio is a lower bound"
+            elif not _saturated(mw) and v < ratio_min:
+                note = "moonwire's core was not saturated"
+                if mw.get("client_cpu_util", 0) >= 0.9:
+                    note += " and the client used >= 90% of its core: client-bound"
+        target(f"delivery_rate_vs_node[{sc}]", f"{ratio_desc} ({sc})", v, ">=", ratio_min,
+               status=status, note=note, unit="x")
+
+    for r in results:
+        if r["server"] != "moonwire" or r["kind"] == "idle":
+            continue
+        if r["status"] != "ok":
+            target(f"no_loss[{r['scenario']}]", f"moonwire {r['scenario']}: lost = 0, duplicates = 0",
+                   None, "==", 0)
+            continue
+        bad = (r.get("lost") or 0) + (r.get("duplicates") or 0) + (r.get("out_of_order") or 0)
+        target(f"no_loss[{r['scenario']}]",
+               f"moonwire {r['scenario']}: lost + duplicates + out of order = 0", bad, "==", 0)
+
+    if section == "sse":
+        p99s = [r for r in results if r["server"] == "moonwire" and r["kind"] == "sse"
+                and r["clients"] == 10000 and r["pacing"] == "paced"]
+        for r in p99s or [None]:
+            v = r.get("latency_p99_us") if r and r["status"] == "ok" else None
+            target("p99_10000_sse", "p99 publish-to-receive to 10,000 SSE subscribers < 100 ms (moonwire, paced)",
+                   v, "<", P99_LIMIT_US, unit="us")
+        idles = [r for r in results if r["server"] == "moonwire" and r["kind"] == "idle"]
+        for r in idles or [None]:
+            v = r.get("bytes_per_conn") if r and r["status"] == "ok" else None
+            target("idle_sse_bytes_per_conn", "moonwire memory per idle SSE connection <= 1 KiB",
+                   v, "<=", IDLE_LIMIT_BYTES, unit="B")
+
+    # ---- text
+    p = print
+    msgs, interval = env.get("BENCH_PUSH_MESSAGES"), env.get("BENCH_PUSH_INTERVAL_MS")
+    title = {"sse": "SSE fan-out", "longpoll": "Long polling"}[section]
+    p()
+    p(f"{title}: {msgs} messages of {env.get('BENCH_PUSH_PAYLOAD')} bytes; paced = one every {interval} ms, "
+      "burst = all published at once, closed = each after the previous one is answered")
+    p(f"server on CPU {env.get('BENCH_SERVER_CPU')}, client (bench/client/pushload.c) on CPU "
+      f"{env.get('BENCH_CLIENT_CPU')}; latency = publish request written -> message parsed at the client")
+    p("deliv/s = messages received by all clients / (last receive - first publish); "
+      "us/deliv = server CPU per delivered message;")
+    p("srv CPU / cli CPU = CPU time of the server / of the client over the run's wall time")
+    hdr = (f"{'server':<10} {'scenario':<17} {'deliv/s':>10} {'p50':>9} {'p99':>9} {'max':>9} "
+           f"{'lost':>5} {'dup':>4} {'ooo':>4} {'us/deliv':>8} {'srv CPU':>7} {'cli CPU':>7} {'run':>7}")
+    pr = [r for r in results if r["kind"] != "idle"]
+    if pr:
+        p(hdr)
+        p("-" * len(hdr))
+
+    def pct(x):
+        return "-" if x is None else f"{x * 100:.0f}%"
+
+    for r in pr:
+        if r["status"] != "ok":
+            p(f"{r['label']:<10} {r['scenario']:<17} {r['status'].upper()}: {r['detail'] or ''}")
+            continue
+        p(f"{r['label']:<10} {r['scenario']:<17} {_num(r['delivery_rate'], ',.0f'):>10} "
+          f"{_fmt_us(r['latency_p50_us']):>9} {_fmt_us(r['latency_p99_us']):>9} "
+          f"{_fmt_us(r['latency_max_us']):>9} {_num(r['lost'], '.0f'):>5} {_num(r['duplicates'], '.0f'):>4} "
+          f"{_num(r['out_of_order'], '.0f'):>4} {_num(r.get('server_cpu_us_per_delivery'), '.2f'):>8} "
+          f"{pct(r.get('server_cpu_util')):>7} {pct(r.get('client_cpu_util')):>7} "
+          f"{_num(r['run_s'], '.2f'):>6}s")
+    idle = [r for r in results if r["kind"] == "idle"]
+    if idle:
+        p()
+        p("Idle SSE streams: server RSS (VmRSS) after opening N streams minus before, / N")
+        h2 = f"{'server':<10} {'streams':>8} {'RSS before':>11} {'RSS after':>11} {'B/stream':>9} {'anon B/stream':>13}"
+        p(h2)
+        p("-" * len(h2))
+        for r in idle:
+            if r["status"] != "ok":
+                p(f"{r['label']:<10} {r['clients']:>8} {r['status'].upper()}: {r['detail'] or ''}")
+                continue
+            c = r["client"]
+            p(f"{r['label']:<10} {c['ready']:>8} {c['rss_before_kb']:>8} kB {c['rss_after_kb']:>8} kB "
+              f"{_num(r.get('bytes_per_conn'), ',.0f'):>9} {_num(r.get('anon_bytes_per_conn'), ',.0f'):>13}")
+    if ratios:
+        p()
+        p("moonwire / Node")
+        for sc, rr in ratios.items():
+            p(f"  {sc:<17} delivery rate x{_num(rr['delivery_rate'], '.2f'):<6} "
+              f"server CPU per delivery x{_num(rr['server_cpu_per_delivery'], '.2f'):<6} "
+              f"p99 x{_num(rr['p99'], '.2f')}")
+    p()
+    p("targets")
+    for t in targets:
+        if t["value"] is None:
+            v = "-"
+        elif t["unit"] == "x":
+            v = f"x{t['value']:.2f}"
+        elif t["unit"] == "us":
+            v = _fmt_us(t["value"])
+        elif t["unit"] == "B":
+            v = f"{t['value']:,.0f} B"
+        else:
+            v = f"{t['value']:g}"
+        lim = {"x": f"x{t['limit']:g}", "us": _fmt_us(t["limit"]), "B": f"{t['limit']:,} B"}.get(t["unit"], f"{t['limit']:g}")
+        line = f"  [{t['status']:>4}] {t['description']:<64} (got {v}, need {t['op']} {lim})"
+        p(line)
+        if t.get("note"):
+            p(f"         {t['note']}")
+    for r in pr:
+        if r["status"] != "ok":
+            continue
+        if r.get("errors"):
+            c = r["client"]
+            p(f"  WARNING: {r['label']} {r['scenario']}: errors: connect {c.get('connect_errors')}, "
+              f"http {c.get('http_errors')}, parse {c.get('parse_errors')}, publish {c.get('publish_errors')}")
+        if r.get("closed_early"):
+            p(f"  WARNING: {r['label']} {r['scenario']}: {r['closed_early']} client connections closed early")
+        if (r.get("client_cpu_util") or 0) >= 0.9:
+            p(f"  NOTE: {r['label']} {r['scenario']}: the client used {pct(r['client_cpu_util'])} of its core; "
+              "the delivery rate may be client-bound (a lower bound for the server)")
+        for side, who in (("server_core", "server"), ("client_core", "client")):
+            cc = r.get(side) or {}
+            if cc.get("steal_frac", 0) > 0.02:
+                p(f"  NOTE: {r['label']} {r['scenario']}: {pct(cc['steal_frac'])} of the {who} core "
+                  "was stolen by the hypervisor")
+            if cc.get("other_frac", 0) > 0.05 and (r.get("measured_s") or 0) >= 0.5:
+                p(f"  NOTE: {r['label']} {r['scenario']}: something else used {pct(cc['other_frac'])} "
+                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+    p()
+
+    doc = {
+        "benchmark": section,
+        "timestamp": env.get("BENCH_TIMESTAMP") or datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "config": {
+            "messages": int(msgs) if msgs else None,
+            "interval_ms": float(interval) if interval else None,
+            "pacing": env.get("BENCH_SSE_PACING") if section == "sse" else env.get("BENCH_POLL_PACING"),
+            "payload_bytes": int(env.get("BENCH_PUSH_PAYLOAD", "0")),
+            "history": int(env.get("BENCH_PUSH_HISTORY", "0")),
+            "sse_clients": env.get("BENCH_SSE_CLIENTS"),
+            "idle_clients": env.get("BENCH_SSE_IDLE_CLIENTS"),
+            "poll_clients": env.get("BENCH_POLL_CLIENTS"),
+            "server_cpu": env.get("BENCH_SERVER_CPU"),
+            "client_cpu": env.get("BENCH_CLIENT_CPU"),
+            "clk_tck": clk_tck,
+        },
+        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": _cpu_model()},
+        "versions": {
+            "node": env.get("V_NODE"),
+            "moonwire_bin": env.get("MOONWIRE_BIN") or None,
+            "moonwire_git": env.get("V_MOONWIRE_GIT") or None,
+        },
+        "results": results,
+        "ratios": ratios,
+        "targets": targets,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    p(f"results written to {args.out}")
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
 def _cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -425,9 +729,14 @@ def main():
     r = sub.add_parser("http-report")
     r.add_argument("--runs", required=True)
     r.add_argument("--out", required=True)
+    q = sub.add_parser("push-report")
+    q.add_argument("--section", required=True, choices=sorted(PUSH_TARGETS))
+    q.add_argument("--runs", required=True)
+    q.add_argument("--out", required=True)
     args = ap.parse_args()
     return {"free-port": cmd_free_port, "wait-ready": cmd_wait_ready,
-            "run": cmd_run, "http-report": cmd_http_report}[args.cmd](args) or 0
+            "run": cmd_run, "http-report": cmd_http_report,
+            "push-report": cmd_push_report}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":
