@@ -128,6 +128,21 @@ static struct mw_shared *encode(struct mw_msg *m, const char *event)
     return bytes;
 }
 
+/* "id: N\n" followed by the event, made once per message and event name. */
+static struct mw_shared *with_id(struct mw_msg *m, const char *event, struct mw_shared *event_bytes)
+{
+    struct mw_shared *full = mw_msg_encoding(m, MW_ENC_SSE_ID, event);
+    if (full) return full;
+    struct mw_buf b;
+    mw_buf_init(&b);
+    mw_buf_appendf(&b, "id: %llu\n", (unsigned long long)m->id);
+    mw_buf_append(&b, event_bytes->data, event_bytes->len);
+    full = mw_shared_new(b.data, b.len);
+    mw_buf_free(&b);
+    mw_msg_set_encoding(m, MW_ENC_SSE_ID, event, full);
+    return full;
+}
+
 /* Queues one hub message. Returns FULL when the client is too far behind;
  * an empty queue takes any message, so one larger than the limit still
  * goes to a client that keeps up. */
@@ -141,12 +156,18 @@ static int send_msg(struct mw_stream_sub *ss, struct mw_msg *m)
         conn->wq.queued_bytes + bytes->len > s->req->srv->limits.max_queued_bytes)
         return MW_STREAM_FULL;
     ss->last_id = m->id;
-    struct mw_buf line;
-    mw_buf_init(&line);
-    id_line(s, &line);
-    mw_wq_copy(&conn->wq, line.data, line.len);
-    mw_buf_free(&line);
-    mw_wq_shared(&conn->wq, bytes);
+    if (s->nsubs == 1 && s->nresume <= 1) {
+        /* one channel: the id line is the message's own id, the same for
+         * every such stream, so the whole event is shared */
+        mw_wq_shared(&conn->wq, with_id(m, ss->event, bytes));
+    } else {
+        struct mw_buf line;
+        mw_buf_init(&line);
+        id_line(s, &line);
+        mw_wq_copy(&conn->wq, line.data, line.len);
+        mw_buf_free(&line);
+        mw_wq_shared(&conn->wq, bytes);
+    }
     mw_conn_defer(conn, MW_WORK_FLUSH);
     hb_touch(s, conn->srv->loop);
     return MW_STREAM_OK;

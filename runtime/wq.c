@@ -6,6 +6,7 @@
 #include <string.h>
 
 #define MW_WQ_CHUNK_BYTES 16384 /* small copies coalesce into chunks this big */
+#define MW_WQ_SMALL_BYTES 256   /* a small copy behind other segments */
 #define MW_WQ_MAX_IOV 64        /* segments per write call */
 #define MW_WQ_SPARE_CHUNKS 64   /* chunks kept for reuse instead of freed */
 
@@ -98,8 +99,14 @@ char *mw_wq_reserve(struct mw_wq *wq, size_t len)
     struct mw_seg *last = wq->npending ? &wq->pending[wq->npending - 1] : NULL;
     /* Only a pending segment's memory may grow: in-flight ones belong to libuv. */
     if (!last || !last->mem || last->base != last->mem || last->cap - last->len < len) {
+        /* A fresh queue gets a pooled chunk that later small writes fill
+         * (pipelined answers leave in one write). Behind other segments a
+         * small copy (an SSE id line between shared events) gets just
+         * what it needs: a backlog of them must not cost 16 KiB each. */
+        size_t cap = len > MW_WQ_CHUNK_BYTES ? len : MW_WQ_CHUNK_BYTES;
+        if (wq->npending && len < MW_WQ_SMALL_BYTES) cap = MW_WQ_SMALL_BYTES;
         last = push(wq);
-        last->cap = len > MW_WQ_CHUNK_BYTES ? len : MW_WQ_CHUNK_BYTES;
+        last->cap = cap;
         last->mem = last->base = chunk_get(last->cap);
     }
     char *dst = last->base + last->len;
