@@ -316,6 +316,9 @@ void mw_vm_apply_limits(struct mw_vm *vm, struct mw_server *srv)
 {
     lua_State *L = vm->L;
     struct mw_limits *l = &srv->limits;
+    /* from the defaults each time: an option a reloaded version dropped
+     * must not keep the old version's value */
+    mw_limits_defaults(l);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
     lua_getfield(L, -1, "limits");
     if (lua_istable(L, -1)) {

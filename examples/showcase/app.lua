@@ -23,10 +23,14 @@ local function publish(from, text)
 end
 
 -- The server has news of its own every 10 seconds.
-local ticks = 0
+local ticks, served = 0, 0
+app:use(function(req, res, nxt)
+  served = served + 1
+  nxt()
+end)
 mw.every(10, function()
   ticks = ticks + 1
-  publish("server", ("tick %d: %d request(s) served so far"):format(ticks, ticks))
+  publish("server", ("tick %d: %d request(s) served so far"):format(ticks, served))
 end)
 
 -- 1. A plain request: the browser asks, the server answers once.

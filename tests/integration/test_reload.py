@@ -268,3 +268,12 @@ def test_live_reload_stream_tells_pages_to_reload_or_shows_the_error(start, app_
     kind, _, text = event.partition("\n")
     assert kind == "loaderror" and re.search(r"app\.lua:1:", text), event
     sock.close()
+
+
+def test_a_limit_the_new_version_drops_goes_back_to_its_default(start, app_dir):
+    (app_dir / "app.lua").write_text(app_text("v1").replace("mw.app()", "mw.app{ max_body_bytes = 10 }"))
+    srv = start_reload(start, app_dir)
+    assert requests.post(srv.url + "/publish", data="x" * 100).status_code == 413
+    save(app_dir / "app.lua", app_text("v2"))
+    wait_for(lambda: requests.get(srv.url + "/").text == "v2", "v2")
+    assert requests.post(srv.url + "/publish", data="x" * 100).status_code == 200
