@@ -138,6 +138,30 @@ static int l_http_date(lua_State *L)
     return 1;
 }
 
+void mw_lua_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta,
+                  void *key)
+{
+    luaL_newmetatable(L, name);
+    if (key) {
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+    }
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "methods");
+    luaL_setfuncs(L, meta, 0);
+    lua_pop(L, 1);
+}
+
+void mw_lua_add_res_method(lua_State *L, const char *name, lua_CFunction fn)
+{
+    /* stack: core */
+    lua_getfield(L, -1, "res_methods");
+    lua_pushcfunction(L, fn);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 int mw_lua_open_core(lua_State *L)
 {
     static const luaL_Reg funcs[] = {

@@ -5,7 +5,17 @@
 
 #include <lua.h>
 
+#include <lauxlib.h>
+
 int mw_lua_open_core(lua_State *L);
+
+/* Registers a Lua-visible type: metatable `name` (also under the light
+ * key `key` when given) holding the metamethods `meta` and a `methods`
+ * table, which the type's __index consults first. */
+void mw_lua_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta,
+                  void *key);
+/* Adds a method to `res` (the core table is on top of the stack). */
+void mw_lua_add_res_method(lua_State *L, const char *name, lua_CFunction fn);
 
 /* lua_timer.c: mw.sleep, mw.after, mw.every, mw.now */
 void mw_lua_open_timer(lua_State *L);

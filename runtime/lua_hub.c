@@ -367,16 +367,9 @@ void mw_lua_open_hub(lua_State *L)
                                        {"wait", ch_wait},
                                        {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"publish", l_publish}, {"channel", l_channel}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__index", ch_index}, {"__gc", ch_gc}, {"__tostring", ch_tostring}, {NULL, NULL}};
     /* stack: core */
-    luaL_newmetatable(L, CHANNEL_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "methods");
-    lua_pushcfunction(L, ch_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ch_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, ch_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    mw_lua_class(L, CHANNEL_MT, methods, meta, NULL);
     luaL_setfuncs(L, funcs, 0);
 }

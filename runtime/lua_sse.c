@@ -314,20 +314,8 @@ void mw_lua_open_sse(lua_State *L)
                                        {"on_close", stream_on_close},
                                        {"close", stream_close},
                                        {NULL, NULL}};
-    /* stack: core */
-    luaL_newmetatable(L, STREAM_MT);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &stream_mt_key);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "methods");
-    lua_pushcfunction(L, stream_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, stream_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-
-    lua_getfield(L, -1, "res_methods");
-    lua_pushcfunction(L, res_sse);
-    lua_setfield(L, -2, "sse");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        {"__index", stream_index}, {"__tostring", stream_tostring}, {NULL, NULL}};
+    mw_lua_class(L, STREAM_MT, methods, meta, &stream_mt_key);
+    mw_lua_add_res_method(L, "sse", res_sse);
 }

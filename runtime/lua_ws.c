@@ -773,19 +773,8 @@ void mw_lua_open_ws(lua_State *L)
         {"send", ws_send},           {"ping", ws_ping},         {"close", ws_close},
         {"buffered", ws_buffered},   {"subscribe", ws_subscribe}, {"unsubscribe", ws_unsubscribe},
         {"publish", ws_publish},     {NULL, NULL}};
-    /* stack: core */
-    luaL_newmetatable(L, WS_MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "methods");
-    lua_pushcfunction(L, ws_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ws_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, ws_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "res_methods");
-    lua_pushcfunction(L, res_ws_accept);
-    lua_setfield(L, -2, "_ws_accept");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        {"__index", ws_index}, {"__gc", ws_gc}, {"__tostring", ws_tostring}, {NULL, NULL}};
+    mw_lua_class(L, WS_MT, methods, meta, NULL);
+    mw_lua_add_res_method(L, "_ws_accept", res_ws_accept);
 }
