@@ -48,7 +48,9 @@
 
 /* ------------------------------------------------------------- options */
 
-enum { MODE_SSE, MODE_POLL, MODE_IDLE };
+enum { MODE_SSE, MODE_POLL, MODE_IDLE, MODE_WS, MODE_WSIDLE, MODE_ECHO };
+#define IS_IDLE (opt.mode == MODE_IDLE || opt.mode == MODE_WSIDLE)
+#define IS_WS (opt.mode == MODE_WS || opt.mode == MODE_WSIDLE || opt.mode == MODE_ECHO)
 
 static struct {
     int mode;
@@ -64,7 +66,11 @@ static struct {
     double timeout_s, drain_s, settle_s;
     const char *out;
     const char *label;
+    const char *path;      /* WebSocket modes: the upgrade path */
+    double seconds;        /* echo: measured seconds */
+    double warmup_s;       /* echo: unmeasured seconds first */
 } opt = {
+    .path = "/ws", .seconds = 10, .warmup_s = 1,
     .mode = MODE_SSE, .host = "127.0.0.1", .clients = 1000, .messages = 200,
     .interval_ms = 5, .payload = 64, .parallel = 200, .server_cpu = -1, .client_cpu = -1,
     .timeout_s = 180, .drain_s = 30, .settle_s = 2,
@@ -74,7 +80,7 @@ static struct {
 
 enum { PH_CONNECT, PH_WARM, PH_RUN, PH_DONE };
 
-enum { HP_HEAD, HP_BODY_CL, HP_BODY_CHUNKED, HP_BODY_EOF };
+enum { HP_HEAD, HP_BODY_CL, HP_BODY_CHUNKED, HP_BODY_EOF, HP_WS };
 enum { CS_SIZE, CS_EXT, CS_DATA, CS_DATA_END, CS_TRAILER };
 
 #define HEAD_MAX 4096
@@ -111,7 +117,19 @@ struct conn {
     /* long poll */
     char *body;
     size_t blen, bcap;
-    char req[192];
+    char req[512];
+    /* WebSocket (server -> client frames) */
+    uint8_t wh[14];
+    size_t whl, wneed;
+    uint64_t wlen, wgot;
+    int wop, wfin, wmasked;
+    int msg_op;            /* opcode of the data message being reassembled */
+    size_t mlen;           /* bytes of it kept in line[] (it may be longer) */
+    uint64_t mtotal;
+    uint8_t ctl[126];
+    size_t ctll;
+    /* echo */
+    uint64_t echo_sent;
 };
 
 static uv_loop_t *loop;
@@ -583,18 +601,207 @@ static void poll_body(struct conn *c, const char *p, size_t n)
 static void connect_more(void);
 static void check_all_ready(void);
 
+
+/* ------------------------------------------------------------ WebSocket */
+
+static const char ws_key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+
+static int ws_upgrade_request(char *buf, size_t len)
+{
+    return snprintf(buf, len,
+                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                    opt.path, opt.host, opt.port, ws_key);
+}
+
+/* A masked client frame (payload <= 125 bytes) into out; returns its size. */
+static size_t ws_frame(uint8_t *out, int op, const uint8_t *payload, size_t len, uint32_t seed)
+{
+    uint8_t mask[4] = {(uint8_t)(seed * 2654435761u >> 24), (uint8_t)(seed >> 3), (uint8_t)(seed * 31 + 7),
+                       (uint8_t)(seed ^ 0x5a)};
+    out[0] = (uint8_t)(0x80 | op);
+    out[1] = (uint8_t)(0x80 | len);
+    memcpy(out + 2, mask, 4);
+    for (size_t i = 0; i < len; i++) out[6 + i] = payload[i] ^ mask[i & 3];
+    return 6 + len;
+}
+
+/* echo mode */
+static uint8_t *echo_payload;
+static size_t echo_len;
+static long long echo_count, echo_bad;
+static uint32_t *elat;
+static size_t nelat, celat;
+static uv_timer_t echo_timer;
+
+static void echo_send(struct conn *c)
+{
+    uint8_t f[6 + 125];
+    size_t n = ws_frame(f, 1, echo_payload, echo_len, (uint32_t)c->idx + 1u);
+    c->echo_sent = mono_us();
+    send_bytes(c, (const char *)f, n);
+}
+
+static void echo_got(struct conn *c)
+{
+    if (c->msg_op != 1 || c->mtotal != echo_len) echo_bad++;
+    if (phase == PH_RUN) {
+        echo_count++;
+        if (nelat == celat) {
+            celat = celat ? celat * 2 : 1 << 20;
+            elat = realloc(elat, celat * sizeof *elat);
+            if (!elat) die("out of memory");
+        }
+        uint64_t l = now_us - c->echo_sent;
+        elat[nelat++] = l > UINT32_MAX ? UINT32_MAX : (uint32_t)l;
+    }
+    if (phase == PH_WARM || phase == PH_RUN) echo_send(c);
+}
+
+static void ws_message(struct conn *c)
+{
+    if (opt.mode == MODE_ECHO) {
+        echo_got(c);
+        return;
+    }
+    if (c->idx < 0) return;
+    int seq;
+    uint64_t ts;
+    int rc = parse_data(c->line, c->mlen, &seq, &ts);
+    if (rc == 0) got_message(c, seq, ts, -1);
+    else if (rc > 0) stale++;
+    else n_parse_errors++;
+}
+
+static void conn_lost(struct conn *c, const char *why);
+
+static void ws_frame_done(struct conn *c)
+{
+    int op = c->wop;
+    if (op >= 8) {
+        if (op == 9) { /* ping: pong with the same payload */
+            uint8_t f[6 + 125];
+            size_t n = ws_frame(f, 10, c->ctl, c->ctll, (uint32_t)c->idx);
+            send_bytes(c, (const char *)f, n);
+        } else if (op == 8) {
+            uint8_t f[6 + 2];
+            size_t n = ws_frame(f, 8, c->ctl, c->ctll >= 2 ? 2 : 0, (uint32_t)c->idx);
+            send_bytes(c, (const char *)f, n);
+            conn_lost(c, "WebSocket closed by the server");
+        }
+        return;
+    }
+    if (c->wfin) {
+        ws_message(c);
+        c->mlen = 0;
+        c->mtotal = 0;
+    }
+}
+
+/* Server frames, incrementally over any read boundaries. */
+static void ws_feed(struct conn *c, const char *p, size_t n)
+{
+    while (n && !c->closed) {
+        if (c->wneed == 0 || c->whl < c->wneed) {
+            if (c->wneed == 0) c->wneed = 2;
+            while (n && c->whl < c->wneed) {
+                c->wh[c->whl++] = (uint8_t)*p++;
+                n--;
+                if (c->whl == 2) {
+                    int l7 = c->wh[1] & 0x7f;
+                    c->wneed = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((c->wh[1] & 0x80) ? 4 : 0);
+                }
+            }
+            if (c->whl < c->wneed) return;
+            int l7 = c->wh[1] & 0x7f;
+            uint64_t len = (uint64_t)l7;
+            if (l7 == 126) len = (uint64_t)c->wh[2] << 8 | c->wh[3];
+            else if (l7 == 127) {
+                len = 0;
+                for (int i = 0; i < 8; i++) len = len << 8 | c->wh[2 + i];
+            }
+            c->wlen = len;
+            c->wgot = 0;
+            c->wfin = c->wh[0] >> 7;
+            c->wmasked = c->wh[1] >> 7; /* a server must not mask; tolerated */
+            int op = c->wh[0] & 0x0f;
+            c->wop = op;
+            if (op >= 8) c->ctll = 0;
+            else if (op != 0) {
+                c->msg_op = op;
+                c->mlen = 0;
+                c->mtotal = 0;
+            }
+            if (len == 0) {
+                ws_frame_done(c);
+                c->whl = 0;
+                c->wneed = 0;
+            }
+            continue;
+        }
+        uint64_t left = c->wlen - c->wgot;
+        size_t take = left < n ? (size_t)left : n;
+        if (c->wop >= 8) {
+            size_t room = sizeof c->ctl - c->ctll;
+            size_t k = take < room ? take : room;
+            memcpy(c->ctl + c->ctll, p, k);
+            c->ctll += k;
+        } else {
+            size_t room = sizeof c->line - c->mlen;
+            size_t k = take < room ? take : room;
+            memcpy(c->line + c->mlen, p, k);
+            c->mlen += k;
+            c->mtotal += take;
+        }
+        c->wgot += take;
+        p += take;
+        n -= take;
+        if (c->wgot == c->wlen) {
+            c->whl = 0;
+            c->wneed = 0;
+            ws_frame_done(c);
+        }
+    }
+}
+
+static void echo_stop(uv_timer_t *t)
+{
+    (void)t;
+    finish("done");
+}
+
+static void echo_begin_measure(uv_timer_t *t)
+{
+    (void)t;
+    phase = PH_RUN;
+    take_sample(&s_begin);
+    t_run = s_begin.t;
+    note("echo: measuring for %.1fs", opt.seconds);
+    uv_timer_start(&echo_timer, echo_stop, (uint64_t)(opt.seconds * 1000), 0);
+}
+
+static void echo_start(void)
+{
+    phase = PH_WARM;
+    note("echo: %d connections, %zu-byte text frames, warming up %.1fs", n_ready, echo_len, opt.warmup_s);
+    for (int i = 0; i < opt.clients; i++)
+        if (clients[i].ready && !clients[i].closed) echo_send(&clients[i]);
+    uv_timer_start(&echo_timer, echo_begin_measure, (uint64_t)(opt.warmup_s * 1000), 0);
+}
+
 static void on_headers(struct conn *c)
 {
+    int want = IS_WS ? 101 : 200;
     if (c->idx < 0) {
         /* idle mode: the baseline SSE stream */
-        if (opt.mode == MODE_IDLE && !c->ready) {
-            if (c->in.status != 200) die("GET /events answered %d", c->in.status);
+        if (IS_IDLE && !c->ready) {
+            if (c->in.status != want) die("GET %s answered %d", IS_WS ? opt.path : "/events", c->in.status);
             c->ready = 1;
         }
         return;
     }
     if (opt.mode != MODE_POLL && !c->ready && !c->failed) {
-        if (c->in.status != 200) {
+        if (c->in.status != want) {
             n_http_errors++;
             n_failed++;
             c->failed = 1;
@@ -638,7 +845,9 @@ static int parse_head(struct conn *c)
             if (ck && (!eol || ck < eol)) chunked = 1;
         }
     }
-    if (chunked) {
+    if (h->status == 101) {
+        h->phase = HP_WS;
+    } else if (chunked) {
         h->phase = HP_BODY_CHUNKED;
         h->cst = CS_SIZE;
         h->csize = 0;
@@ -704,6 +913,9 @@ static void http_feed(struct conn *c, const char *p, size_t n)
         }
         case HP_BODY_EOF:
             on_body(c, p, n);
+            return;
+        case HP_WS:
+            ws_feed(c, p, n);
             return;
         case HP_BODY_CHUNKED:
             switch (h->cst) {
@@ -816,10 +1028,11 @@ static void on_connect(uv_connect_t *req, int status)
     c->connected = 1;
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (c->idx < 0 && opt.mode == MODE_IDLE) {
-        int n = snprintf(c->req, sizeof c->req,
-                         "GET /events HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
-                         opt.host, opt.port);
+    if (c->idx < 0 && IS_IDLE) {
+        int n = IS_WS ? ws_upgrade_request(c->req, sizeof c->req)
+                      : snprintf(c->req, sizeof c->req,
+                                 "GET /events HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
+                                 opt.host, opt.port);
         send_bytes(c, c->req, (size_t)n);
     }
     if (c->idx >= 0) {
@@ -829,9 +1042,10 @@ static void on_connect(uv_connect_t *req, int status)
             c->ready = 1;
             n_ready++;
         } else {
-            int n = snprintf(c->req, sizeof c->req,
-                             "GET /events HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
-                             opt.host, opt.port);
+            int n = IS_WS ? ws_upgrade_request(c->req, sizeof c->req)
+                          : snprintf(c->req, sizeof c->req,
+                                     "GET /events HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
+                                     opt.host, opt.port);
             send_bytes(c, c->req, (size_t)n);
         }
         connect_more();
@@ -858,7 +1072,7 @@ static void start_conn(struct conn *c)
 static void connect_more(void)
 {
     while (n_started < opt.clients) {
-        if (opt.mode == MODE_IDLE && idle_stage == 0) break;
+        if (IS_IDLE && idle_stage == 0) break;
         int outstanding = n_started - n_connect_errors - n_failed -
                           (opt.mode == MODE_POLL ? n_connected : n_ready);
         if (outstanding >= opt.parallel) break;
@@ -887,7 +1101,7 @@ static void on_settled(uv_timer_t *t)
     (void)t;
     read_mem(&rss_after_kb, &rss_anon_after_kb, &pss_after_kb, &priv_after_kb);
     t_end = mono_us();
-    note("idle: RSS %lld kB -> %lld kB with %d SSE connections", rss_before_kb, rss_after_kb, n_ready);
+    note("idle: RSS %lld kB -> %lld kB with %d %s connections", rss_before_kb, rss_after_kb, n_ready, IS_WS ? "WebSocket" : "SSE");
     finish("done");
 }
 
@@ -899,17 +1113,21 @@ static void check_all_ready(void)
 {
     if (phase != PH_CONNECT || all_ready_done) return;
     if (n_ready + n_connect_errors + n_failed < opt.clients) return;
-    if (opt.mode == MODE_IDLE && !pubc.ready) return;
+    if (IS_IDLE && !pubc.ready) return;
     all_ready_done = 1;
     t_ready = mono_us();
     note("%d/%d clients ready (%d connect errors, %d HTTP errors) in %.2fs", n_ready, opt.clients,
          n_connect_errors, n_http_errors, (t_ready - t_start) / 1e6);
-    if (opt.mode == MODE_IDLE) {
+    if (IS_IDLE) {
         uv_timer_start(&settle_timer, on_settled, (uint64_t)(opt.settle_s * 1000), 0);
         return;
     }
     if (n_ready < opt.clients) {
         finish("not every client connected");
+        return;
+    }
+    if (opt.mode == MODE_ECHO) {
+        echo_start();
         return;
     }
     phase = PH_WARM;
@@ -936,7 +1154,7 @@ static void idle_first_ready(uv_timer_t *t)
 {
     (void)t;
     read_mem(&rss_before_kb, &rss_anon_before_kb, &pss_before_kb, &priv_before_kb);
-    note("idle: baseline RSS %lld kB with one SSE connection", rss_before_kb);
+    note("idle: baseline RSS %lld kB with one %s connection", rss_before_kb, IS_WS ? "WebSocket" : "SSE");
     idle_stage = 1;
     connect_more();
     check_all_ready();
@@ -948,7 +1166,11 @@ static void on_deadline(uv_timer_t *t)
 {
     (void)t;
     if (phase == PH_DONE) return;
-    if (phase == PH_RUN && pub_sent == opt.messages) {
+    if (phase == PH_WARM && opt.mode == MODE_WS && mono_us() - t_warm_sent > 500000) {
+        t_warm_sent = mono_us();
+        publish(-1);
+    }
+    if (phase == PH_RUN && opt.mode != MODE_ECHO && pub_sent == opt.messages) {
         uint64_t now = mono_us();
         if (now < t_last_pub + (uint64_t)(opt.drain_s * 1e6)) return;
         finish("drain timeout");
@@ -997,7 +1219,8 @@ static void report_and_exit(void)
     }
     const double NaN = 0.0 / 0.0;
     fprintf(f, "{\n");
-    fprintf(f, "  \"mode\": \"%s\",\n", opt.mode == MODE_SSE ? "sse" : opt.mode == MODE_POLL ? "poll" : "idle");
+    static const char *const mode_names[] = {"sse", "poll", "idle", "ws", "ws-idle", "echo"};
+    fprintf(f, "  \"mode\": \"%s\",\n", mode_names[opt.mode]);
     fprintf(f, "  \"label\": \"%s\",\n", opt.label ? opt.label : "");
     fprintf(f, "  \"end_reason\": \"%s\",\n", end_reason);
     json_num(f, "clients", opt.clients, 0);
@@ -1007,7 +1230,7 @@ static void report_and_exit(void)
     json_num(f, "parse_errors", n_parse_errors, 0);
     json_num(f, "closed_early", n_closed_early, 0);
     json_num(f, "connect_s", t_ready ? (t_ready - t_start) / 1e6 : NaN, 0);
-    if (opt.mode == MODE_IDLE) {
+    if (IS_IDLE) {
         json_num(f, "server_pid", opt.server_pid, 0);
         json_num(f, "rss_before_kb", (double)rss_before_kb, 0);
         json_num(f, "rss_after_kb", (double)rss_after_kb, 0);
@@ -1021,6 +1244,31 @@ static void report_and_exit(void)
                          ? (double)(rss_after_kb - rss_before_kb) * 1024.0 / n_ready : NaN;
         json_num(f, "bytes_per_conn", per, 0);
         json_num(f, "settle_s", opt.settle_s, 1);
+        fprintf(f, "}\n");
+        if (f != stdout) fclose(f);
+        exit(0);
+    }
+    if (opt.mode == MODE_ECHO) {
+        qsort(elat, nelat, sizeof *elat, cmp_u32);
+        double meas = (s_end.t - s_begin.t) / 1e6;
+        json_num(f, "payload_bytes", (double)echo_len, 0);
+        json_num(f, "warmup_s", opt.warmup_s, 0);
+        json_num(f, "roundtrips", (double)echo_count, 0);
+        json_num(f, "bad_echoes", (double)echo_bad, 0);
+        json_num(f, "roundtrips_per_s", meas > 0 ? echo_count / meas : NaN, 0);
+        json_num(f, "latency_p50_us", pct_u32(elat, nelat, 50), 0);
+        json_num(f, "latency_p99_us", pct_u32(elat, nelat, 99), 0);
+        json_num(f, "latency_max_us", nelat ? elat[nelat - 1] : NaN, 0);
+        json_num(f, "measured_s", meas, 0);
+        json_num(f, "server_cpu_s",
+                 s_begin.server_ticks >= 0 && s_end.server_ticks >= 0
+                     ? (s_end.server_ticks - s_begin.server_ticks) / (double)sysconf(_SC_CLK_TCK) : NaN, 0);
+        json_num(f, "client_cpu_s", s_end.client_cpu_s - s_begin.client_cpu_s, 0);
+        fprintf(f, "  \"server_core_before\": \"%s\",\n", s_begin.server_core);
+        fprintf(f, "  \"server_core_after\": \"%s\",\n", s_end.server_core);
+        fprintf(f, "  \"client_core_before\": \"%s\",\n", s_begin.client_core);
+        fprintf(f, "  \"client_core_after\": \"%s\",\n", s_end.client_core);
+        json_num(f, "clk_tck", (double)sysconf(_SC_CLK_TCK), 1);
         fprintf(f, "}\n");
         if (f != stdout) fclose(f);
         exit(0);
@@ -1084,9 +1332,9 @@ static void report_and_exit(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: pushload --mode sse|poll|idle --port P [--clients N] [--messages M]\n"
+            "usage: pushload --mode sse|poll|idle|ws|ws-idle|echo --port P [--clients N] [--messages M]\n"
             "                [--interval-ms MS (0: burst, -1: closed loop)] [--payload BYTES]\n"
-            "                [--parallel K]\n"
+            "                [--parallel K] [--path /ws] [--seconds S (echo)] [--warmup S (echo)]\n"
             "                [--server-pid PID] [--server-cpu C] [--client-cpu C]\n"
             "                [--timeout S] [--drain S] [--settle S] [--label L] [--out FILE]\n");
     exit(2);
@@ -1102,6 +1350,9 @@ int main(int argc, char **argv)
             if (!strcmp(v, "sse")) opt.mode = MODE_SSE;
             else if (!strcmp(v, "poll")) opt.mode = MODE_POLL;
             else if (!strcmp(v, "idle")) opt.mode = MODE_IDLE;
+            else if (!strcmp(v, "ws")) opt.mode = MODE_WS;
+            else if (!strcmp(v, "ws-idle")) opt.mode = MODE_WSIDLE;
+            else if (!strcmp(v, "echo")) opt.mode = MODE_ECHO;
             else usage();
         } else if (!strcmp(a, "--host")) opt.host = v;
         else if (!strcmp(a, "--port")) opt.port = atoi(v);
@@ -1117,12 +1368,15 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--drain")) opt.drain_s = atof(v);
         else if (!strcmp(a, "--settle")) opt.settle_s = atof(v);
         else if (!strcmp(a, "--label")) opt.label = v;
+        else if (!strcmp(a, "--path")) opt.path = v;
+        else if (!strcmp(a, "--seconds")) opt.seconds = atof(v);
+        else if (!strcmp(a, "--warmup")) opt.warmup_s = atof(v);
         else if (!strcmp(a, "--out")) opt.out = v;
         else usage();
     }
     if (opt.port <= 0 || opt.clients <= 0 || opt.messages < 0 || opt.parallel <= 0) usage();
     if (opt.payload > 2048) opt.payload = 2048;
-    if (opt.mode == MODE_IDLE && opt.server_pid <= 0) die("--mode idle needs --server-pid");
+    if (IS_IDLE && opt.server_pid <= 0) die("--mode idle needs --server-pid");
 
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
@@ -1154,13 +1408,19 @@ int main(int argc, char **argv)
     uv_timer_init(loop, &deadline_timer);
     uv_timer_init(loop, &settle_timer);
     uv_timer_init(loop, &idle_timer);
+    uv_timer_init(loop, &echo_timer);
+    if (opt.mode == MODE_ECHO) {
+        echo_len = opt.payload > 125 ? 125 : (size_t)opt.payload;
+        echo_payload = xmalloc(echo_len + 1);
+        for (size_t i = 0; i < echo_len; i++) echo_payload[i] = (uint8_t)('a' + i % 26);
+    }
     t_start = mono_us();
     uv_timer_start(&deadline_timer, on_deadline, 100, 100);
 
     /* the publisher (idle mode: the first SSE stream) connects first */
     pubc.idx = -1;
-    start_conn(&pubc);
-    if (opt.mode == MODE_IDLE) {
+    if (opt.mode != MODE_ECHO) start_conn(&pubc); /* echo publishes nothing */
+    if (IS_IDLE) {
         uv_timer_start(&idle_timer, idle_poll_first, 10, 10);
     } else {
         connect_more();

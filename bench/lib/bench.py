@@ -6,6 +6,7 @@
   bench.py run --out FILE --timeout S -- CMD...   (prints the child's CPU seconds)
   bench.py http-report --runs FILE --out FILE.json
   bench.py push-report --section sse|longpoll --runs FILE --out FILE.json
+  bench.py ws-report --runs FILE --out FILE.json
 """
 import argparse
 import datetime
@@ -701,6 +702,282 @@ def cmd_push_report(args):
     return 1 if any(r["status"] == "failed" for r in results) else 0
 
 
+# ---------------------------------------------------------------- ws section
+
+WS_ECHO_RATIO = 1.6
+WS_FANOUT_RATIO = 1.5
+WS_IDLE_LIMIT_BYTES = 1024
+
+
+def _derive_ws(r, c, clk_tck):
+    """Per-run figures of the ws section (kinds echo, ws, ws-idle)."""
+    if c.get("end_reason") not in ("done", "drain timeout"):
+        r["status"], r["detail"] = "failed", f"client: {c.get('end_reason')}"
+        return
+    if r["kind"] == "ws-idle":
+        r["kind"] = "idle"
+        _derive_push(r, c, clk_tck)
+        r["kind"] = "ws-idle"
+        return
+    if r["kind"] == "ws":
+        _derive_push(r, c, clk_tck)
+        return
+    # echo
+    for k in ("roundtrips", "roundtrips_per_s", "latency_p50_us", "latency_p99_us", "latency_max_us",
+              "bad_echoes", "measured_s", "server_cpu_s", "client_cpu_s", "connect_errors",
+              "http_errors", "parse_errors", "closed_early"):
+        r[k] = c.get(k)
+    m = c.get("measured_s") or 0
+    if m > 0:
+        if c.get("server_cpu_s") is not None:
+            r["server_cpu_util"] = c["server_cpu_s"] / m
+        r["client_cpu_util"] = c["client_cpu_s"] / m
+    if c.get("roundtrips") and c.get("server_cpu_s") is not None:
+        r["server_cpu_us_per_roundtrip"] = c["server_cpu_s"] * 1e6 / c["roundtrips"]
+    srv_ticks = c["server_cpu_s"] * clk_tck if c.get("server_cpu_s") is not None else None
+    r["server_core"] = _core_usage(c.get("server_core_before", ""), c.get("server_core_after", ""), srv_ticks)
+    r["client_core"] = _core_usage(c.get("client_core_before", ""), c.get("client_core_after", ""),
+                                   c["client_cpu_s"] * clk_tck)
+    r["errors"] = sum(c.get(k) or 0 for k in ("http_errors", "parse_errors", "connect_errors", "bad_echoes"))
+
+
+def cmd_ws_report(args):
+    env = os.environ
+    clk_tck = int(env.get("CLK_TCK", "100"))
+    results = []
+    with open(args.runs) as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            if not fields or not fields[0]:
+                continue
+            server, scenario, kind, clients, pacing, status, detail, out = (fields + [""] * 8)[:8]
+            r = {"server": server, "label": LABEL.get(server, server), "scenario": scenario,
+                 "kind": kind, "clients": int(clients), "pacing": pacing if pacing != "none" else None,
+                 "status": status, "detail": detail or None}
+            if out and os.path.exists(out) and os.path.getsize(out) > 0:
+                try:
+                    with open(out) as j:
+                        r["client"] = json.load(j)
+                except (OSError, ValueError) as e:
+                    r["status"], r["detail"] = "failed", f"unreadable client output: {e}"
+            elif status == "ok":
+                r["status"], r["detail"] = "failed", "no client output"
+            if server == "node":
+                r["label"] = "Node ws"
+            if r.get("client") and r["status"] == "ok":
+                _derive_ws(r, r["client"], clk_tck)
+            results.append(r)
+    ok = {(r["server"], r["scenario"]): r for r in results if r["status"] == "ok"}
+    scenarios = []
+    for r in results:
+        if r["scenario"] not in scenarios:
+            scenarios.append(r["scenario"])
+    kinds = {r["scenario"]: r["kind"] for r in results}
+    targets, ratios = [], {}
+
+    def target(name, desc, value, op, limit, unit="", note=None, status=None):
+        if status is None:
+            if value is None:
+                status = "n/a"
+            elif op == ">=":
+                status = "PASS" if value >= limit else "FAIL"
+            elif op == "<=":
+                status = "PASS" if value <= limit else "FAIL"
+            else:
+                status = "PASS" if value == limit else "FAIL"
+        t = {"name": name, "description": desc, "value": value, "op": op, "limit": limit,
+             "status": status, "unit": unit}
+        if note:
+            t["note"] = note
+        targets.append(t)
+
+    def g(server, sc, key):
+        r = ok.get((server, sc))
+        return r.get(key) if r else None
+
+    for sc in scenarios:
+        kind = kinds[sc]
+        if kind == "echo":
+            v = _ratio(g("moonwire", sc, "roundtrips_per_s"), g("node", sc, "roundtrips_per_s"))
+            ratios[sc] = {"roundtrips_per_s": v,
+                          "server_cpu_per_roundtrip": _ratio(g("moonwire", sc, "server_cpu_us_per_roundtrip"),
+                                                             g("node", sc, "server_cpu_us_per_roundtrip"))}
+            note = None
+            mw = ok.get(("moonwire", sc))
+            if v is not None and v < WS_ECHO_RATIO and mw and (mw.get("client_cpu_util") or 0) >= 0.9:
+                note = "the client used >= 90% of its core: moonwire's figure is client-bound (a lower bound)"
+            target(f"echo_vs_node[{sc}]", f"echo round-trips/s >= {WS_ECHO_RATIO}x Node ws ({sc})",
+                   v, ">=", WS_ECHO_RATIO, unit="x", note=note)
+        elif kind == "ws":
+            mw, nd = ok.get(("moonwire", sc)), ok.get(("node", sc))
+            v = _ratio(mw and mw.get("delivery_rate"), nd and nd.get("delivery_rate"))
+            ratios[sc] = {"delivery_rate": v,
+                          "server_cpu_per_delivery": _ratio(mw and mw.get("server_cpu_us_per_delivery"),
+                                                            nd and nd.get("server_cpu_us_per_delivery")),
+                          "p99": _ratio(mw and mw.get("latency_p99_us"), nd and nd.get("latency_p99_us"))}
+            note, status = None, None
+            if v is not None:
+                if _kept_up(mw) and _kept_up(nd):
+                    status, note = "n/a", "both kept up with the publish rate (pace-bound); run BENCH_WS_PACING=burst"
+                elif _kept_up(mw) and v < WS_FANOUT_RATIO:
+                    status, note = "n/a", "moonwire kept up with the publish rate: the ratio is a lower bound"
+            target(f"fanout_vs_node[{sc}]", f"fan-out delivery rate >= {WS_FANOUT_RATIO}x Node ws ({sc})",
+                   v, ">=", WS_FANOUT_RATIO, unit="x", note=note, status=status)
+            for who in ("moonwire", "node"):
+                r = ok.get((who, sc))
+                if r:
+                    bad = (r.get("lost") or 0) + (r.get("duplicates") or 0) + (r.get("out_of_order") or 0)
+                    target(f"no_loss[{who}:{sc}]", f"{'Node ws' if who == 'node' else who} {sc}: lost + duplicates + out of order = 0",
+                           bad, "==", 0)
+                elif who == "moonwire":
+                    target(f"no_loss[{who}:{sc}]", f"moonwire {sc}: lost = 0", None, "==", 0)
+        elif kind == "ws-idle":
+            v = g("moonwire", sc, "bytes_per_conn")
+            nd = g("node", sc, "bytes_per_conn")
+            target(f"idle_ws_bytes_per_conn[{sc}]", "moonwire memory per idle WebSocket connection <= 1 KiB",
+                   v, "<=", WS_IDLE_LIMIT_BYTES, unit="B",
+                   note=f"Node ws: {nd:,.0f} B per connection" if nd is not None else None)
+
+    p = print
+
+    def pct(x):
+        return "-" if x is None else f"{x * 100:.0f}%"
+
+    p()
+    p(f"WebSocket: server on CPU {env.get('BENCH_SERVER_CPU')}, client (bench/client/pushload.c) on CPU "
+      f"{env.get('BENCH_CLIENT_CPU')}; Node {env.get('V_NODE')} + ws {env.get('V_NODE_WS')}, one process")
+    echo = [r for r in results if r["kind"] == "echo"]
+    if echo:
+        p()
+        p(f"Echo: {env.get('BENCH_WS_ECHO_CLIENTS')} connections, each sends a masked {env.get('BENCH_WS_ECHO_PAYLOAD')}-byte "
+          f"text frame and waits for its echo; {env.get('BENCH_SECONDS')} s measured after {env.get('BENCH_WARMUP')} s warm-up")
+        h = f"{'server':<10} {'round-trips/s':>14} {'p50':>9} {'p99':>9} {'max':>9} {'us/rt':>7} {'srv CPU':>7} {'cli CPU':>7}"
+        p(h)
+        p("-" * len(h))
+        for r in echo:
+            if r["status"] != "ok":
+                p(f"{r['label']:<10} {r['status'].upper()}: {r['detail'] or ''}")
+                continue
+            p(f"{r['label']:<10} {_num(r['roundtrips_per_s'], ',.0f'):>14} {_fmt_us(r['latency_p50_us']):>9} "
+              f"{_fmt_us(r['latency_p99_us']):>9} {_fmt_us(r['latency_max_us']):>9} "
+              f"{_num(r.get('server_cpu_us_per_roundtrip'), '.2f'):>7} {pct(r.get('server_cpu_util')):>7} "
+              f"{pct(r.get('client_cpu_util')):>7}")
+    fan = [r for r in results if r["kind"] == "ws"]
+    if fan:
+        p()
+        p(f"Fan-out: {env.get('BENCH_PUSH_MESSAGES')} messages of {env.get('BENCH_PUSH_PAYLOAD')} bytes published over "
+          f"HTTP POST /publish (paced = one every {env.get('BENCH_PUSH_INTERVAL_MS')} ms, burst = all at once) "
+          "to N WebSocket subscribers;")
+        p("latency = publish request written -> frame parsed at the client; "
+          "deliv/s = messages received by all clients / (last receive - first publish)")
+        h = (f"{'server':<10} {'scenario':<17} {'deliv/s':>10} {'p50':>9} {'p99':>9} {'max':>9} "
+             f"{'lost':>5} {'dup':>4} {'ooo':>4} {'us/deliv':>8} {'srv CPU':>7} {'cli CPU':>7} {'run':>7}")
+        p(h)
+        p("-" * len(h))
+        for r in fan:
+            if r["status"] != "ok":
+                p(f"{r['label']:<10} {r['scenario']:<17} {r['status'].upper()}: {r['detail'] or ''}")
+                continue
+            p(f"{r['label']:<10} {r['scenario']:<17} {_num(r['delivery_rate'], ',.0f'):>10} "
+              f"{_fmt_us(r['latency_p50_us']):>9} {_fmt_us(r['latency_p99_us']):>9} "
+              f"{_fmt_us(r['latency_max_us']):>9} {_num(r['lost'], '.0f'):>5} {_num(r['duplicates'], '.0f'):>4} "
+              f"{_num(r['out_of_order'], '.0f'):>4} {_num(r.get('server_cpu_us_per_delivery'), '.2f'):>8} "
+              f"{pct(r.get('server_cpu_util')):>7} {pct(r.get('client_cpu_util')):>7} "
+              f"{_num(r['run_s'], '.2f'):>6}s")
+    idle = [r for r in results if r["kind"] == "ws-idle"]
+    if idle:
+        p()
+        p("Idle WebSockets (each subscribed to one channel): server VmRSS after opening N more minus before, / N")
+        h2 = f"{'server':<10} {'sockets':>8} {'RSS before':>11} {'RSS after':>11} {'B/socket':>9} {'anon B/socket':>13}"
+        p(h2)
+        p("-" * len(h2))
+        for r in idle:
+            if r["status"] != "ok":
+                p(f"{r['label']:<10} {r['clients']:>8} {r['status'].upper()}: {r['detail'] or ''}")
+                continue
+            c = r["client"]
+            p(f"{r['label']:<10} {c['ready']:>8} {c['rss_before_kb']:>8} kB {c['rss_after_kb']:>8} kB "
+              f"{_num(r.get('bytes_per_conn'), ',.0f'):>9} {_num(r.get('anon_bytes_per_conn'), ',.0f'):>13}")
+        mwb = g("moonwire", idle[0]["scenario"], "bytes_per_conn")
+        ndb = g("node", idle[0]["scenario"], "bytes_per_conn")
+        if mwb and ndb:
+            ratios[idle[0]["scenario"]] = {"bytes_per_conn": mwb / ndb}
+    if ratios:
+        p()
+        p("moonwire / Node ws")
+        for sc, rr in ratios.items():
+            p("  " + f"{sc:<17} " + "  ".join(f"{k} x{_num(v, '.2f')}" for k, v in rr.items()))
+    p()
+    p("targets")
+    for t in targets:
+        if t["value"] is None:
+            v = "-"
+        elif t["unit"] == "x":
+            v = f"x{t['value']:.2f}"
+        elif t["unit"] == "B":
+            v = f"{t['value']:,.0f} B"
+        else:
+            v = f"{t['value']:g}"
+        lim = {"x": f"x{t['limit']:g}", "B": f"{t['limit']:,} B"}.get(t["unit"], f"{t['limit']:g}")
+        p(f"  [{t['status']:>4}] {t['description']:<64} (got {v}, need {t['op']} {lim})")
+        if t.get("note"):
+            p(f"         {t['note']}")
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        c = r.get("client") or {}
+        if r.get("errors"):
+            p(f"  WARNING: {r['label']} {r['scenario']}: errors: connect {c.get('connect_errors')}, "
+              f"http {c.get('http_errors')}, parse {c.get('parse_errors')}, "
+              f"publish {c.get('publish_errors')}, bad echoes {c.get('bad_echoes')}")
+        if r.get("closed_early"):
+            p(f"  WARNING: {r['label']} {r['scenario']}: {r['closed_early']} client connections closed early")
+        if (r.get("client_cpu_util") or 0) >= 0.9:
+            p(f"  NOTE: {r['label']} {r['scenario']}: the client used {pct(r['client_cpu_util'])} of its core; "
+              "the figure may be client-bound (a lower bound for the server)")
+        for side, who in (("server_core", "server"), ("client_core", "client")):
+            cc = r.get(side) or {}
+            if cc.get("steal_frac", 0) > 0.02:
+                p(f"  NOTE: {r['label']} {r['scenario']}: {pct(cc['steal_frac'])} of the {who} core "
+                  "was stolen by the hypervisor")
+            if cc.get("other_frac", 0) > 0.05 and (r.get("measured_s") or 0) >= 0.5:
+                p(f"  NOTE: {r['label']} {r['scenario']}: something else used {pct(cc['other_frac'])} "
+                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+    p()
+    doc = {
+        "benchmark": "ws",
+        "timestamp": env.get("BENCH_TIMESTAMP") or datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "config": {
+            "seconds": int(env.get("BENCH_SECONDS", "0")),
+            "warmup_s": int(env.get("BENCH_WARMUP", "0")),
+            "echo_clients": env.get("BENCH_WS_ECHO_CLIENTS"),
+            "echo_payload_bytes": env.get("BENCH_WS_ECHO_PAYLOAD"),
+            "fanout_clients": env.get("BENCH_WS_CLIENTS"),
+            "fanout_pacing": env.get("BENCH_WS_PACING"),
+            "messages": int(env.get("BENCH_PUSH_MESSAGES", "0")),
+            "interval_ms": float(env.get("BENCH_PUSH_INTERVAL_MS", "0")),
+            "payload_bytes": int(env.get("BENCH_PUSH_PAYLOAD", "0")),
+            "idle_clients": env.get("BENCH_WS_IDLE_CLIENTS"),
+            "server_cpu": env.get("BENCH_SERVER_CPU"),
+            "client_cpu": env.get("BENCH_CLIENT_CPU"),
+            "clk_tck": clk_tck,
+        },
+        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": _cpu_model()},
+        "versions": {"node": env.get("V_NODE"), "node_ws": env.get("V_NODE_WS"),
+                     "moonwire_bin": env.get("MOONWIRE_BIN") or None,
+                     "moonwire_git": env.get("V_MOONWIRE_GIT") or None},
+        "results": results,
+        "ratios": ratios,
+        "targets": targets,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    p(f"results written to {args.out}")
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
 def _cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -733,10 +1010,13 @@ def main():
     q.add_argument("--section", required=True, choices=sorted(PUSH_TARGETS))
     q.add_argument("--runs", required=True)
     q.add_argument("--out", required=True)
+    wr = sub.add_parser("ws-report")
+    wr.add_argument("--runs", required=True)
+    wr.add_argument("--out", required=True)
     args = ap.parse_args()
     return {"free-port": cmd_free_port, "wait-ready": cmd_wait_ready,
             "run": cmd_run, "http-report": cmd_http_report,
-            "push-report": cmd_push_report}[args.cmd](args) or 0
+            "push-report": cmd_push_report, "ws-report": cmd_ws_report}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":
