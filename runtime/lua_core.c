@@ -99,7 +99,7 @@ static int l_log(lua_State *L)
     return 0;
 }
 
-/* core.stat(path) -> { type=, size=, mtime= } | nil, message */
+/* core.stat(path) -> { type=, size=, mtime=, mtime_ns= } | nil, message */
 static int l_stat(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -116,6 +116,8 @@ static int l_stat(lua_State *L)
     lua_setfield(L, -2, "size");
     lua_pushinteger(L, (lua_Integer)st.st_mtime);
     lua_setfield(L, -2, "mtime");
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_nsec);
+    lua_setfield(L, -2, "mtime_ns");
     return 1;
 }
 

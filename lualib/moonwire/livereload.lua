@@ -28,6 +28,7 @@ local SCRIPT = [[
     box.textContent = "moonwire: the app failed to load; the previous version is still serving.\n\n" + text;
   }
   var es = new EventSource("/__moonwire/livereload");
+  window.__moonwireLiveReload = es; /* tests wait for es.readyState === 1 */
   es.addEventListener("moonwire", function (e) {
     var nl = e.data.indexOf("\n");
     var kind = nl < 0 ? e.data : e.data.slice(0, nl);

@@ -55,7 +55,9 @@ local function is_inside(real, root)
 end
 
 local function send_file(req, res, path, st, opts)
-  local etag = ('W/"%x-%x"'):format(st.size, st.mtime)
+  -- nanoseconds too: a same-size edit within the same second (an editor's
+  -- quick save) must not look unchanged
+  local etag = ('W/"%x-%x.%x"'):format(st.size, st.mtime, st.mtime_ns or 0)
   local modified = core.http_date(st.mtime)
   res:header("ETag", etag):header("Last-Modified", modified)
      :header("Cache-Control", opts.cache_control)

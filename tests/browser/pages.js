@@ -112,12 +112,15 @@ async function reload(base, dir) {
     const page = ctx.pages()[0] || (await ctx.newPage());
     await page.goto(base + "/", { timeout: STEP_MS });
     await until(page, "the first page", () => document.body.textContent.includes("version one"));
+    // saves before the live-reload stream is open would go unseen
+    await until(page, "the live-reload stream", () => window.__moonwireLiveReload && window.__moonwireLiveReload.readyState === 1);
     await page.evaluate(() => { window.__marker = 1; });
     // an editor's save of the page: temp file, then rename over it
     const html = path.join(dir, "public", "index.html");
     fs.writeFileSync(html + ".tmp", fs.readFileSync(html, "utf8").replace("version one", "version two"));
     fs.renameSync(html + ".tmp", html);
     await until(page, "the page to reload itself", () => !window.__marker && document.body.textContent.includes("version two"));
+    await until(page, "the new page's live-reload stream", () => window.__moonwireLiveReload && window.__moonwireLiveReload.readyState === 1);
     // a broken script: the page shows the load error instead of reloading
     const app = path.join(dir, "app.lua");
     const good = fs.readFileSync(app, "utf8");

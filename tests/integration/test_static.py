@@ -96,7 +96,7 @@ def test_file_bytes_and_headers(srv, site):
     assert body == path.read_bytes(), "binary content intact"
     assert h["content-length"] == str(path.stat().st_size)
     st = path.stat()
-    assert h["etag"] == 'W/"%x-%x"' % (st.st_size, int(st.st_mtime))
+    assert h["etag"] == 'W/"%x-%x.%x"' % (st.st_size, int(st.st_mtime), st.st_mtime_ns % 1000000000)
     assert h["last-modified"] == formatdate(int(st.st_mtime), usegmt=True)
     assert h["cache-control"] == "no-cache"
     # a mount's own cache_control
