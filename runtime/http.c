@@ -283,19 +283,22 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return count_header_bytes(p, req, len);
 }
 
-static int header_has_token(struct mw_req *req, const char *name, const char *token)
+int mw_req_header_has_token(const struct mw_req *req, const char *name, const char *token)
 {
     struct mw_buf v;
     mw_buf_init(&v);
     int found = 0;
     if (mw_req_header(req, name, strlen(name), &v)) {
-        size_t tl = strlen(token);
-        for (size_t i = 0; i + tl <= v.len; i++) {
-            if (strncasecmp(v.data + i, token, tl) == 0 && (i == 0 || strchr(", \t", v.data[i - 1])) &&
-                (i + tl == v.len || strchr(", \t;", v.data[i + tl]))) {
-                found = 1;
-                break;
-            }
+        /* a comma-separated list; each element's token ends at ';' (parameters) */
+        size_t tl = strlen(token), i = 0;
+        while (i < v.len && !found) {
+            while (i < v.len && (v.data[i] == ' ' || v.data[i] == '\t' || v.data[i] == ',')) i++;
+            size_t s = i;
+            while (i < v.len && v.data[i] != ',') i++;
+            size_t e = s;
+            while (e < i && v.data[e] != ';') e++;
+            while (e > s && (v.data[e - 1] == ' ' || v.data[e - 1] == '\t')) e--;
+            found = e - s == tl && strncasecmp(v.data + s, token, tl) == 0;
         }
     }
     mw_buf_free(&v);
@@ -312,7 +315,7 @@ static int on_headers_complete(llhttp_t *p)
     req->is_head = llhttp_get_method(p) == HTTP_HEAD;
     req->upgrade = llhttp_get_upgrade(p) ? 1 : 0;
     if (p->flags & F_CONTENT_LENGTH) req->content_length = (long long)p->content_length;
-    req->expect_continue = req->http_minor >= 1 && header_has_token(req, "expect", "100-continue");
+    req->expect_continue = req->http_minor >= 1 && mw_req_header_has_token(req, "expect", "100-continue");
     pstate.pause = PAUSE_HEADERS;
     return HPE_PAUSED;
 }

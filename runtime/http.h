@@ -113,6 +113,8 @@ void mw_http_release_pool(void);
 const char *mw_req_id(struct mw_req *req);
 /* The handler's coroutine finished; frees the request if nothing holds it. */
 void mw_req_handler_done(struct mw_req *req);
+/* 1 if the header's comma-separated list holds `token` (any case). */
+int mw_req_header_has_token(const struct mw_req *req, const char *lname, const char *token);
 /* Header lookup by lower-case name; repeats joined by ", " into out. */
 int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, struct mw_buf *out);
 /* Starts an SSE response: the head (close-delimited body) and the stream.

@@ -2,6 +2,7 @@
 #include "hub.h"
 #include "buf.h"
 
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,12 @@ void mw_msg_unref(struct mw_msg *m)
 static int key_eq(const char *a, const char *b)
 {
     return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+void mw_msg_append_base64(struct mw_buf *out, const struct mw_msg *m)
+{
+    char *dst = mw_buf_reserve(out, 4 * ((m->len + 2) / 3) + 1);
+    out->len += (size_t)EVP_EncodeBlock((unsigned char *)dst, (const unsigned char *)m->data, (int)m->len);
 }
 
 struct mw_shared *mw_msg_encoding(struct mw_msg *m, int tag, const char *key)

@@ -155,6 +155,17 @@ void mw_lua_class(lua_State *L, const char *name, const luaL_Reg *methods, const
     lua_pop(L, 1);
 }
 
+int mw_lua_push_method(lua_State *L)
+{
+    /* stack: obj, key */
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    lua_settop(L, 2);
+    return 0;
+}
+
 void mw_lua_add_res_method(lua_State *L, const char *name, lua_CFunction fn)
 {
     /* stack: core */

@@ -14,6 +14,9 @@ int mw_lua_open_core(lua_State *L);
  * table, which the type's __index consults first. */
 void mw_lua_class(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta,
                   void *key);
+/* In an __index (stack: obj, key): pushes the type's method named key and
+ * returns 1, or leaves the stack as it was and returns 0. */
+int mw_lua_push_method(lua_State *L);
 /* Adds a method to `res` (the core table is on top of the stack). */
 void mw_lua_add_res_method(lua_State *L, const char *name, lua_CFunction fn);
 

@@ -345,10 +345,8 @@ static int ch_index(lua_State *L)
         lua_pushlstring(L, ch->name, ch->name_len);
         return 1;
     }
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, k);
-    return 1;
+    mw_lua_push_method(L);
+    return 1; /* the method, or nil */
 }
 
 static int ch_tostring(lua_State *L)

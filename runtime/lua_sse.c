@@ -102,10 +102,7 @@ static int res_sse(lua_State *L)
 static int stream_index(lua_State *L)
 {
     /* stack: stream, key */
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "methods");
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    if (mw_lua_push_method(L)) return 1;
     const char *k = lua_tostring(L, 2);
     if (k && strcmp(k, "last_event_id") == 0) {
         lua_getiuservalue(L, 1, 1);

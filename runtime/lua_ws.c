@@ -308,26 +308,6 @@ static void release(struct lws *rec)
 
 /* ------------------------------------------------------------ handshake */
 
-static int header_has_token(struct mw_req *req, const char *name, const char *token)
-{
-    struct mw_buf v;
-    mw_buf_init(&v);
-    int found = 0;
-    if (mw_req_header(req, name, strlen(name), &v)) {
-        size_t tl = strlen(token), i = 0;
-        while (i < v.len && !found) {
-            while (i < v.len && (v.data[i] == ' ' || v.data[i] == '\t' || v.data[i] == ',')) i++;
-            size_t s = i;
-            while (i < v.len && v.data[i] != ',') i++;
-            size_t e = i;
-            while (e > s && (v.data[e - 1] == ' ' || v.data[e - 1] == '\t')) e--;
-            found = e - s == tl && strncasecmp(v.data + s, token, tl) == 0;
-        }
-    }
-    mw_buf_free(&v);
-    return found;
-}
-
 static int refuse(lua_State *L, int status, const char *why)
 {
     mw_lua_push_status_error(L, status, why);
@@ -372,9 +352,9 @@ static int res_ws_accept(lua_State *L)
     }
     if (req->http_major < 1 || (req->http_major == 1 && req->http_minor < 1))
         return refuse(L, 400, "a WebSocket handshake needs HTTP/1.1");
-    if (!req->upgrade || !header_has_token(req, "upgrade", "websocket"))
+    if (!req->upgrade || !mw_req_header_has_token(req, "upgrade", "websocket"))
         return refuse(L, 400, "a WebSocket route needs an Upgrade: websocket request");
-    if (!header_has_token(req, "connection", "upgrade"))
+    if (!mw_req_header_has_token(req, "connection", "upgrade"))
         return refuse(L, 400, "the handshake lacks Connection: Upgrade");
     struct mw_buf v;
     mw_buf_init(&v);
@@ -402,7 +382,7 @@ static int res_ws_accept(lua_State *L)
         for (lua_Integer i = 1; i <= n && !protocol; i++) {
             lua_rawgeti(L, -1, i);
             const char *p = lua_tostring(L, -1);
-            if (p && header_has_token(req, "sec-websocket-protocol", p)) protocol = p;
+            if (p && mw_req_header_has_token(req, "sec-websocket-protocol", p)) protocol = p;
             lua_pop(L, 1);
         }
         if (protocol) mw_buf_appendf(&extra, "Sec-WebSocket-Protocol: %s\r\n", protocol);
@@ -542,8 +522,7 @@ static struct mw_shared *hub_frame(struct mw_msg *m, const char *channel, size_t
         if (m->kind == MW_MSG_BINARY) {
             struct mw_buf b;
             mw_buf_init(&b);
-            char *dst = mw_buf_reserve(&b, 4 * ((m->len + 2) / 3) + 1);
-            b.len = (size_t)EVP_EncodeBlock((unsigned char *)dst, (const unsigned char *)m->data, (int)m->len);
+            mw_msg_append_base64(&b, m);
             mw_json_append_string(&j, b.data ? b.data : "", b.len);
             mw_buf_free(&b);
             mw_buf_appends(&j, ",\"kind\":\"binary\"}");
@@ -728,11 +707,7 @@ static int ws_publish(lua_State *L)
 static int ws_index(lua_State *L)
 {
     /* stack: ws, key */
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "methods");
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-    lua_settop(L, 2);
+    if (mw_lua_push_method(L)) return 1;
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;

@@ -12,7 +12,6 @@
 #include "server.h"
 #include "sse.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -111,8 +110,7 @@ static struct mw_shared *encode(struct mw_msg *m, const char *event)
     mw_buf_init(&b64);
     struct mw_sse_event ev = {.data = m->data, .data_len = m->len, .retry_ms = -1};
     if (m->kind == MW_MSG_BINARY) {
-        char *dst = mw_buf_reserve(&b64, 4 * ((m->len + 2) / 3) + 1);
-        b64.len = (size_t)EVP_EncodeBlock((unsigned char *)dst, (const unsigned char *)m->data, (int)m->len);
+        mw_msg_append_base64(&b64, m);
         ev.data = b64.data ? b64.data : "";
         ev.data_len = b64.len;
     }
