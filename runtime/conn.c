@@ -13,22 +13,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Read buffers go back to a small pool whenever a connection has nothing
- * unparsed, so an idle connection (keep-alive, an SSE stream, a parked
- * long poll) holds no read buffer at all. */
-#define MW_RBUF_SPARE 64
-static _Thread_local char *rbuf_spare[MW_RBUF_SPARE];
-static _Thread_local int nrbuf_spare;
+/* Every read lands in one loop-wide buffer: libuv calls on_alloc and
+ * on_read back to back for one connection, and the parser copies what it
+ * keeps. Only bytes left unparsed at the end of a read (a request split
+ * across packets, a pipelined batch waiting for an answer) move into a
+ * buffer of the connection's own. So an idle connection (keep-alive, an SSE
+ * stream, a parked long poll, a WebSocket) holds no read buffer, and ten
+ * thousand clients leaving at once cost one buffer, not ten thousand. */
+static _Thread_local char *shared_rbuf;
 
 static void rbuf_release(struct mw_conn *conn)
 {
-    if (!conn->rbuf) return;
-    if (conn->rcap == MW_READ_CHUNK_BYTES && nrbuf_spare < MW_RBUF_SPARE)
-        rbuf_spare[nrbuf_spare++] = conn->rbuf;
-    else
-        free(conn->rbuf);
+    if (conn->rbuf && conn->rbuf != shared_rbuf) free(conn->rbuf);
     conn->rbuf = NULL;
     conn->rcap = conn->rlen = conn->rpos = 0;
+}
+
+/* End of a read: what is left unparsed moves out of the shared buffer. */
+static void rbuf_detach(struct mw_conn *conn)
+{
+    if (conn->rbuf != shared_rbuf) {
+        if (conn->rpos == conn->rlen) rbuf_release(conn);
+        return;
+    }
+    size_t left = conn->rlen - conn->rpos;
+    conn->rbuf = NULL;
+    conn->rcap = 0;
+    if (left == 0 || conn->state == MW_CONN_CLOSING) {
+        conn->rlen = conn->rpos = 0;
+        return;
+    }
+    conn->rbuf = mw_xmalloc(left);
+    memcpy(conn->rbuf, shared_rbuf + conn->rpos, left);
+    conn->rcap = conn->rlen = left;
+    conn->rpos = 0;
 }
 
 static void conn_free(struct mw_conn *conn)
@@ -67,20 +85,23 @@ static void on_write_done(struct mw_wq *wq, int status)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct mw_conn *conn = h->data;
-    /* Parsed bytes are dead (llhttp callbacks copied what they keep), so
-     * the unparsed tail moves to the front before the buffer grows. */
+    if (conn->rpos == conn->rlen) {
+        rbuf_release(conn);
+        if (!shared_rbuf) shared_rbuf = mw_xmalloc(MW_READ_CHUNK_BYTES);
+        conn->rbuf = shared_rbuf;
+        conn->rcap = MW_READ_CHUNK_BYTES;
+        *buf = uv_buf_init(shared_rbuf, MW_READ_CHUNK_BYTES);
+        return;
+    }
+    /* Unparsed bytes wait in the connection's own buffer: parsed ones are
+     * dead, so the tail moves to the front before the buffer grows. */
     if (conn->rpos > 0) {
         memmove(conn->rbuf, conn->rbuf + conn->rpos, conn->rlen - conn->rpos);
         conn->rlen -= conn->rpos;
         conn->rpos = 0;
     }
-    if (!conn->rbuf && nrbuf_spare > 0) {
-        conn->rbuf = rbuf_spare[--nrbuf_spare];
-        conn->rcap = MW_READ_CHUNK_BYTES;
-    }
     if (conn->rcap - conn->rlen < MW_READ_CHUNK_BYTES / 4) {
-        size_t cap = conn->rcap ? conn->rcap * 2 : MW_READ_CHUNK_BYTES;
-        if (cap < conn->rlen + MW_READ_CHUNK_BYTES / 4) cap = conn->rlen + MW_READ_CHUNK_BYTES;
+        size_t cap = conn->rlen + MW_READ_CHUNK_BYTES;
         conn->rbuf = mw_xrealloc(conn->rbuf, cap);
         conn->rcap = cap;
     }
@@ -90,39 +111,35 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct mw_conn *conn = s->data;
-    if (nread == 0) return;
     if (nread < 0) {
         conn->reading = 0; /* libuv stops reading at EOF */
         if (nread == UV_EOF) conn->eof = 1;
     }
-    if (conn->state == MW_CONN_ENDING) {
+    if (nread == 0) {
+        /* nothing read (EAGAIN) */
+    } else if (conn->state == MW_CONN_ENDING) {
         /* lingering: what the client still sends is read and dropped; at
          * EOF we close, unless our reply is still queued (on_shutdown
          * closes then) */
-        conn->rpos = conn->rlen = 0;
+        conn->rpos = conn->rlen;
         if (nread < 0 && (conn->shut || nread != UV_EOF)) mw_conn_close(conn, "client done");
-        return;
-    }
-    if (conn->state != MW_CONN_OPEN) return;
-    if (nread < 0 && conn->ws) {
+    } else if (conn->state != MW_CONN_OPEN) {
+        conn->rpos = conn->rlen;
+    } else if (nread < 0 && conn->ws) {
         mw_conn_close(conn, "peer gone"); /* no close frame: the app sees 1006 */
-        mw_server_sweep(conn->srv);
-        return;
-    }
-    if (nread < 0) {
+    } else if (nread < 0) {
         if (nread == UV_EOF)
             mw_http_eof(conn);
         else
             mw_conn_close(conn, uv_strerror((int)nread));
-        mw_server_sweep(conn->srv);
-        return;
+    } else {
+        conn->rlen += (size_t)nread;
+        if (conn->ws)
+            mw_ws_feed(conn->ws);
+        else
+            mw_http_feed(conn);
     }
-    conn->rlen += (size_t)nread;
-    if (conn->ws)
-        mw_ws_feed(conn->ws);
-    else
-        mw_http_feed(conn);
-    if (conn->rpos == conn->rlen) rbuf_release(conn);
+    rbuf_detach(conn);
     mw_server_sweep(conn->srv);
 }
 
