@@ -52,6 +52,7 @@ static void rbuf_detach(struct mw_conn *conn)
 static void conn_free(struct mw_conn *conn)
 {
     rbuf_release(conn);
+    free(conn->parser);
     mw_wq_free(&conn->wq);
     free(conn);
 }
@@ -108,6 +109,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(conn->rbuf + conn->rlen, (unsigned)(conn->rcap - conn->rlen));
 }
 
+/* Runs the connection's protocol on its unparsed bytes. */
+static void feed(struct mw_conn *conn)
+{
+    unsigned was = conn->feeding;
+    conn->feeding = 1;
+    if (conn->ws)
+        mw_ws_feed(conn->ws);
+    else
+        mw_http_feed(conn);
+    conn->feeding = was;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct mw_conn *conn = s->data;
@@ -133,13 +146,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         else
             mw_conn_close(conn, uv_strerror((int)nread));
     } else {
-        conn->rlen += (size_t)nread;
-        if (conn->ws)
-            mw_ws_feed(conn->ws);
-        else
-            mw_http_feed(conn);
+        conn->rlen += (uint32_t)nread;
+        feed(conn);
     }
     rbuf_detach(conn);
+    mw_http_conn_trim(conn);
     mw_server_sweep(conn->srv);
 }
 
@@ -291,12 +302,8 @@ void mw_conn_defer(struct mw_conn *conn, int work)
 void mw_conn_run_work(struct mw_conn *conn, int work)
 {
     if (conn->state == MW_CONN_CLOSING) return;
-    if ((work & MW_WORK_FEED) && conn->state == MW_CONN_OPEN) {
-        if (conn->ws)
-            mw_ws_feed(conn->ws);
-        else
-            mw_http_feed(conn);
-    }
+    if ((work & MW_WORK_FEED) && conn->state == MW_CONN_OPEN) feed(conn);
+    mw_http_conn_trim(conn);
     if (conn->state == MW_CONN_CLOSING) return;
     if (conn->wq.npending) {
         int rc = mw_wq_flush(&conn->wq, (uv_stream_t *)&conn->tcp);

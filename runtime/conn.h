@@ -27,6 +27,7 @@ enum mw_conn_timer {
     MW_TIMER_IDLE,    /* keep-alive wait or a stalled body: close */
     MW_TIMER_SEND,    /* a writer waits on a client that reads nothing: close */
     MW_TIMER_LINGER,  /* after FIN, reading what the client still sends */
+    MW_TIMER_HEARTBEAT, /* an SSE stream's next comment line */
 };
 
 /* Deferred work flags, run by the server's end-of-turn sweep. */
@@ -42,23 +43,22 @@ struct mw_conn {
     struct mw_conn *prev, *next;   /* server's connection list */
     struct mw_conn *work_next;     /* server's deferred-work list */
     uint64_t id;
-    int state;                     /* enum mw_conn_state */
-    int handles_open;              /* handles not yet called back from uv_close */
-    int refs;                      /* deferred-work entries and other holders */
-    int work;                      /* MW_WORK_* flags queued */
-    int timer_kind;                /* enum mw_conn_timer */
-    int reading;                   /* uv_read_start is active */
-    int shut;                      /* uv_shutdown issued */
-    int eof;                       /* the client sent FIN */
-
-    char *rbuf;                    /* received bytes; [rpos, rlen) not yet parsed */
-    size_t rcap, rlen, rpos;
-    llhttp_t parser;
-    int parse_blocked;             /* paused at a message end until its response is done */
-    int pipelined;                 /* the request in progress was sent before the previous answer */
+    llhttp_t *parser;              /* while it speaks HTTP; freed once a stream or WebSocket owns it */
     struct mw_req *req;            /* request being received or answered */
     struct mw_ws *ws;              /* set once the connection speaks WebSocket */
-    uint64_t last_rx_ms;           /* loop time of the last bytes read (WebSocket liveness) */
+    char *rbuf;                    /* received bytes; [rpos, rlen) not yet parsed */
+    uint32_t rcap, rlen, rpos;
+    int refs;                      /* deferred-work entries and other holders */
+    uint8_t state;                 /* enum mw_conn_state */
+    uint8_t timer_kind;            /* enum mw_conn_timer */
+    uint8_t work;                  /* MW_WORK_* flags queued */
+    uint8_t handles_open;          /* handles not yet called back from uv_close */
+    unsigned reading : 1;          /* uv_read_start is active */
+    unsigned shut : 1;             /* uv_shutdown issued */
+    unsigned eof : 1;              /* the client sent FIN */
+    unsigned feeding : 1;          /* a parser is running on its bytes */
+    unsigned parse_blocked : 1;    /* paused at a message end until its response is done */
+    unsigned pipelined : 1;        /* the request in progress was sent before the previous answer */
 
     struct mw_wq wq;
 };

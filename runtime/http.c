@@ -57,7 +57,7 @@ static struct mw_req *req_new(struct mw_conn *conn)
         req_pool_len--;
         struct mw_buf hbuf = req->hbuf, body = req->body;
         struct mw_req_header *hdrs = req->hdrs;
-        size_t hcap = req->hcap;
+        uint32_t hcap = req->hcap;
         struct mw_response res = req->res;
         uint32_t gen = req->gen;
         memset(req, 0, sizeof *req);
@@ -90,6 +90,13 @@ static void req_free(struct mw_req *req)
         req->stream = NULL;
     }
     req->gen++;
+    if (req->hpacked) {
+        free(req->hdrs);
+        req->hdrs = NULL;
+        req->hcap = 0;
+        mw_buf_init(&req->hbuf);
+        req->hpacked = 0;
+    }
     if (req->hbuf.cap > MW_REQ_KEEP_BYTES) mw_buf_free(&req->hbuf);
     if (req->res.store.cap > MW_REQ_KEEP_BYTES) mw_response_free(&req->res);
     if (req->body.cap > MW_REQ_KEEP_BYTES) mw_buf_free(&req->body);
@@ -116,10 +123,13 @@ void mw_http_release_pool(void)
 
 const char *mw_req_id(struct mw_req *req)
 {
-    if (!req->id[0])
-        snprintf(req->id, sizeof req->id, "%s-%llu", req->srv->id_prefix,
-                 (unsigned long long)req->seq);
-    return req->id;
+    /* made when asked (a log line, an error page), not kept per request */
+    static _Thread_local char ids[2][48];
+    static _Thread_local int next;
+    char *id = ids[next];
+    next ^= 1;
+    snprintf(id, sizeof ids[0], "%s-%llu", req->srv->id_prefix, (unsigned long long)req->seq);
+    return id;
 }
 
 /* Detaches req from its connection; frees it unless its handler runs. */
@@ -140,20 +150,26 @@ void mw_req_handler_done(struct mw_req *req)
 }
 
 /* A request that stays alive with a long-lived connection (an SSE stream,
- * a WebSocket's ws.req): its response-head storage goes, and its own is
- * cut to size, since such connections may stay open for days. */
+ * a WebSocket's ws.req): its response-head storage and body buffer go, and
+ * its headers and their bytes move into one block cut to size, since such
+ * connections may stay open for days. Header callbacks store nothing into
+ * a packed request (only trailers could still come). */
 static void compact(struct mw_req *req)
 {
     mw_response_free(&req->res);
-    if (req->hcap > req->nhdrs) {
-        req->hdrs = mw_xrealloc(req->hdrs, (req->nhdrs ? req->nhdrs : 1) * sizeof *req->hdrs);
-        req->hcap = req->nhdrs ? req->nhdrs : 1;
-    }
-    if (req->hbuf.cap > req->hbuf.len) {
-        req->hbuf.data = mw_xrealloc(req->hbuf.data, req->hbuf.len ? req->hbuf.len : 1);
-        req->hbuf.cap = req->hbuf.len ? req->hbuf.len : 1;
-    }
     mw_buf_free(&req->body);
+    if (req->hpacked) return;
+    size_t hsize = req->nhdrs * sizeof *req->hdrs, hlen = req->hbuf.len;
+    char *block = mw_xmalloc(hsize + hlen + 1);
+    if (hsize) memcpy(block, req->hdrs, hsize);
+    if (hlen) memcpy(block + hsize, req->hbuf.data, hlen);
+    free(req->hdrs);
+    mw_buf_free(&req->hbuf);
+    req->hdrs = (struct mw_req_header *)(void *)block;
+    req->hcap = req->nhdrs;
+    req->hbuf.data = block + hsize;
+    req->hbuf.len = req->hbuf.cap = hlen;
+    req->hpacked = 1;
 }
 
 void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len)
@@ -220,7 +236,7 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int append_span(llhttp_t *p, struct mw_span *span, const char *at, size_t len)
+static int append_span(llhttp_t *p, struct mw_req_span *span, const char *at, size_t len)
 {
     struct mw_req *req = cur(p);
     if (span->len == 0) span->off = req->hbuf.len;
@@ -242,6 +258,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     struct mw_req *req = cur(p);
+    if (req->hpacked) return 0;
     if (req->nhdrs == 0 || req->in_value) {
         if (req->nhdrs == req->hcap) {
             req->hcap = req->hcap ? req->hcap * 2 : 8;
@@ -274,6 +291,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct mw_req *req = cur(p);
+    if (req->hpacked) return 0;
     if (!req->in_value) {
         req->in_value = 1;
         req->hdrs[req->nhdrs - 1].value.off = req->hbuf.len;
@@ -366,8 +384,18 @@ void mw_http_conn_init(struct mw_conn *conn)
         settings.on_body = on_body;
         settings.on_message_complete = on_message_complete;
     }
-    llhttp_init(&conn->parser, HTTP_REQUEST, &settings);
-    conn->parser.data = conn;
+    conn->parser = mw_xmalloc(sizeof *conn->parser);
+    llhttp_init(conn->parser, HTTP_REQUEST, &settings);
+    conn->parser->data = conn;
+}
+
+void mw_http_conn_trim(struct mw_conn *conn)
+{
+    if (!conn->parser || conn->feeding) return;
+    if (conn->ws || (conn->req && conn->req->stream) || conn->state == MW_CONN_CLOSING) {
+        free(conn->parser);
+        conn->parser = NULL;
+    }
 }
 
 /* ------------------------------------------------------------ responding */
@@ -485,6 +513,7 @@ int mw_req_send(struct mw_req *req, const char *body, size_t len)
 int mw_req_write(struct mw_req *req, const char *data, size_t len)
 {
     if (req->res_state == MW_RES_DONE) return MW_EDONE;
+    if (req->stream) return MW_ESTREAM;
     if (!req->conn) return MW_EGONE;
     struct mw_conn *conn = req->conn;
     int bodyless = mw_status_bodyless(req->res.status) || req->is_head;
@@ -547,7 +576,7 @@ int mw_req_finish(struct mw_req *req)
     return 0;
 }
 
-struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
+struct mw_stream *mw_req_start_stream(struct mw_req *req, uint32_t heartbeat_ms,
                                       const char *last_event_id)
 {
     /* The body ends when the connection does: no chunk framing, so a hub
@@ -629,7 +658,7 @@ static int target_malformed(const struct mw_req *req)
 static void on_headers(struct mw_conn *conn, struct mw_req *req)
 {
     /* while a body is expected, the idle limit applies to its progress */
-    int body = req->content_length > 0 || (conn->parser.flags & F_CHUNKED);
+    int body = req->content_length > 0 || (conn->parser->flags & F_CHUNKED);
     mw_conn_set_timer(conn, body ? MW_TIMER_IDLE : MW_TIMER_NONE, conn->srv->limits.idle_timeout_ms);
     if (req->http_major != 1) {
         send_error(conn, 505, "unsupported HTTP version");
@@ -675,15 +704,15 @@ void mw_http_feed(struct mw_conn *conn)
         const char *start = conn->rbuf + conn->rpos;
         pstate.pause = PAUSE_NONE;
         pstate.error_status = 0;
-        llhttp_errno_t err = llhttp_execute(&conn->parser, start, conn->rlen - conn->rpos);
+        llhttp_errno_t err = llhttp_execute(conn->parser, start, conn->rlen - conn->rpos);
         if (err == HPE_OK) {
             conn->rpos = conn->rlen;
             break;
         }
-        const char *pos = llhttp_get_error_pos(&conn->parser);
+        const char *pos = llhttp_get_error_pos(conn->parser);
         if (pos && pos >= start) conn->rpos += (size_t)(pos - start);
         if (err == HPE_PAUSED) {
-            llhttp_resume(&conn->parser);
+            llhttp_resume(conn->parser);
             struct mw_req *req = conn->req;
             if (pstate.pause == PAUSE_HEADERS) {
                 on_headers(conn, req);
@@ -694,13 +723,13 @@ void mw_http_feed(struct mw_conn *conn)
         } else if (err == HPE_PAUSED_UPGRADE) {
             /* Upgrade requests end the HTTP conversation on this connection;
              * protocols that take over (WebSocket) do so in their handler. */
-            llhttp_resume_after_upgrade(&conn->parser);
+            llhttp_resume_after_upgrade(conn->parser);
             struct mw_req *req = conn->req;
             if (req && !req->message_done) on_done(conn, req);
             conn->parse_blocked = 1;
         } else {
             int status = error_status(err);
-            const char *reason = llhttp_get_error_reason(&conn->parser);
+            const char *reason = llhttp_get_error_reason(conn->parser);
             send_error(conn, status, reason ? reason : llhttp_errno_name(err));
         }
     }
@@ -747,6 +776,9 @@ void mw_http_timeout(struct mw_conn *conn, int kind)
         break;
     case MW_TIMER_IDLE:
         mw_conn_close(conn, req ? "request body stalled" : "idle");
+        break;
+    case MW_TIMER_HEARTBEAT:
+        if (req && req->stream) mw_stream_heartbeat(req->stream);
         break;
     case MW_TIMER_SEND:
         mw_log_warn("conn %llu: dropping a client that stopped reading (%zu bytes queued)",

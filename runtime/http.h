@@ -30,26 +30,35 @@ enum mw_req_wait {
     MW_WAIT_HUB,   /* ch:wait(): a hub message; only the client leaving matters here */
 };
 
-struct mw_req_header {
-    struct mw_span name;  /* lower-cased, into hbuf */
-    struct mw_span value; /* into hbuf */
+/* Offsets into a request's hbuf, which max_header_bytes keeps small. */
+struct mw_req_span {
+    uint32_t off;
+    uint32_t len;
 };
 
+struct mw_req_header {
+    struct mw_req_span name;  /* lower-cased */
+    struct mw_req_span value;
+};
+
+/* Field order and widths matter: an SSE stream or a WebSocket keeps its
+ * request for as long as it is open, so this is paid per idle client. */
 struct mw_req {
     struct mw_conn *conn;  /* NULL once the connection is gone */
-    uint32_t gen;          /* bumped when the request ends; Lua handles hold (req, gen) */
     struct mw_server *srv;
     uint64_t seq;          /* per-process request number */
-    char id[32];           /* "prefix-seq", made on first use (mw_req_id) */
     struct mw_req *pool_next; /* free list link while pooled */
 
     struct mw_buf hbuf;    /* method, target, header names and values */
-    struct mw_span method, target;
+    struct mw_req_span method, target;
     struct mw_req_header *hdrs;
-    size_t nhdrs, hcap;
-    size_t header_bytes;   /* counted against max_header_bytes */
-    int in_value;          /* parser is inside a header value */
+    uint32_t nhdrs, hcap;
+    uint32_t header_bytes; /* counted against max_header_bytes */
+    uint32_t gen;          /* bumped when the request ends; Lua handles hold (req, gen) */
     uint8_t http_major, http_minor;
+    uint8_t res_state;     /* enum mw_res_state */
+    uint8_t wait;          /* enum mw_req_wait */
+    unsigned in_value : 1;        /* parser is inside a header value */
     unsigned keep_alive : 1;      /* the connection may carry another request */
     unsigned is_head : 1;         /* HEAD: headers only */
     unsigned expect_continue : 1; /* Expect: 100-continue */
@@ -62,6 +71,8 @@ struct mw_req {
     unsigned handler_running : 1; /* its coroutine has not finished */
     unsigned close_after : 1;     /* close once the response is out */
     unsigned held : 1;            /* kept for a WebSocket as its ws.req */
+    unsigned res_chunked : 1;     /* body framed as chunks */
+    unsigned hpacked : 1;         /* hdrs and hbuf share one block (compact) */
     long long content_length;     /* declared length, -1 when none */
 
     struct mw_buf body;    /* received body bytes not yet consumed */
@@ -69,16 +80,17 @@ struct mw_req {
     size_t body_limit;     /* max_body_bytes for this request's route */
 
     struct mw_response res;
-    int res_state;         /* enum mw_res_state */
-    int res_chunked;       /* body framed as chunks */
     long long res_remaining; /* bytes left of a declared Content-Length, -1 if none */
 
     struct mw_stream *stream; /* res:sse() turned the response into an event stream */
     struct mw_co *waiter;  /* coroutine parked on this request */
-    int wait;              /* enum mw_req_wait */
 };
 
 void mw_http_conn_init(struct mw_conn *conn);
+/* Frees the parser once nothing parses HTTP on conn again (an SSE stream or
+ * a WebSocket owns it, or it is closing): long-lived connections should
+ * not carry it. Not while a parser runs on the connection. */
+void mw_http_conn_trim(struct mw_conn *conn);
 /* New bytes arrived in conn->rbuf. May run Lua (not from inside a resume). */
 void mw_http_feed(struct mw_conn *conn);
 /* The client closed its side (EOF). */
@@ -97,6 +109,7 @@ enum {
     MW_EDONE,         /* response already complete */
     MW_ESTARTED,      /* head already sent */
     MW_ELENGTH,       /* more bytes than the declared Content-Length */
+    MW_ESTREAM,       /* the response is an SSE stream: bytes go through it */
 };
 int mw_req_send(struct mw_req *req, const char *body, size_t len);
 int mw_req_write(struct mw_req *req, const char *data, size_t len);
@@ -109,7 +122,8 @@ int mw_req_queue_full(const struct mw_req *req);
 /* Frees the pool of finished requests; only after the Lua state is closed,
  * since handles may point into it until then. */
 void mw_http_release_pool(void);
-/* The request's id for logs and error pages ("prefix-seq"). */
+/* The request's id for logs and error pages ("prefix-seq"), in a buffer
+ * that the next two calls reuse. */
 const char *mw_req_id(struct mw_req *req);
 /* The handler's coroutine finished; frees the request if nothing holds it. */
 void mw_req_handler_done(struct mw_req *req);
@@ -119,7 +133,7 @@ int mw_req_header_has_token(const struct mw_req *req, const char *lname, const c
 int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, struct mw_buf *out);
 /* Starts an SSE response: the head (close-delimited body) and the stream.
  * The caller set the headers. */
-struct mw_stream *mw_req_start_stream(struct mw_req *req, uint64_t heartbeat_ms,
+struct mw_stream *mw_req_start_stream(struct mw_req *req, uint32_t heartbeat_ms,
                                       const char *last_event_id);
 /* Answers a WebSocket handshake with 101 and the given extra header lines
  * ("Name: value\r\n"...), and takes the connection out of HTTP: req stays

@@ -437,6 +437,7 @@ static int raise_state(lua_State *L, int rc)
     case MW_ESTARTED:
         return luaL_error(L, "the response already started (res:write); end it with res:finish()");
     case MW_ELENGTH: return luaL_error(L, "more bytes written than the declared Content-Length");
+    case MW_ESTREAM: return luaL_error(L, "the response is an event stream: use stream:send()");
     }
     return luaL_error(L, "response error %d", rc);
 }

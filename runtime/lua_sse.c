@@ -89,7 +89,7 @@ static int res_sse(lua_State *L)
     add_header(req, "Content-Type", "text/event-stream; charset=utf-8", 1);
     add_header(req, "Cache-Control", "no-cache", 1);
     add_header(req, "X-Accel-Buffering", "no", 1);
-    struct mw_stream *s = mw_req_start_stream(req, (uint64_t)(heartbeat * 1000), lei.data);
+    struct mw_stream *s = mw_req_start_stream(req, (uint32_t)(heartbeat * 1000), lei.data);
     mw_buf_free(&lei);
     /* the handle is anchored only once an on_close needs it: an idle
      * stream costs Lua nothing after its handler returns */

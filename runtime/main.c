@@ -235,7 +235,6 @@ int main(int argc, char **argv)
 out:
     close_signals();
     if (!server.shutting_down) mw_server_close(&server);
-    mw_stream_shutdown();
     mw_deadline_shutdown();
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();

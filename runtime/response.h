@@ -18,9 +18,9 @@ struct mw_header {
 
 struct mw_response {
     int status;
+    uint32_t nhdrs, cap;
     struct mw_buf store;
     struct mw_header *hdrs;
-    size_t nhdrs, cap;
 };
 
 /* How the body is framed and whether the connection survives. */

@@ -171,7 +171,7 @@ void mw_server_shutdown(struct mw_server *srv)
     }
     /* SSE streams end (their clients reconnect elsewhere and resume from
      * Last-Event-ID); parked long polls answer with what they have */
-    mw_stream_close_all();
+    mw_stream_close_all(srv);
     mw_lua_hub_wake_all();
     mw_lua_ws_close_all(1001); /* going away */
     mw_vm_shutdown(srv->vm);

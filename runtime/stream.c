@@ -16,29 +16,27 @@
 #include <string.h>
 #include <uv.h>
 
-static _Thread_local struct mw_stream **all;  /* open streams, for shutdown */
-static _Thread_local size_t nall, capall;
-
 /* ----------------------------------------------------------- heartbeats */
 
-static void on_beat(struct mw_deadline *d)
+static struct mw_conn *stream_conn(struct mw_stream *s)
 {
-    struct mw_stream *s = (struct mw_stream *)((char *)d - offsetof(struct mw_stream, hb));
-    struct mw_server *srv = s->req ? s->req->srv : NULL;
+    return s->closed || !s->req ? NULL : s->req->conn;
+}
+
+void mw_stream_heartbeat(struct mw_stream *s)
+{
     mw_stream_write(s, ":\n\n", 3); /* re-arms the heartbeat when it goes out */
-    if (srv) mw_server_sweep(srv);
 }
 
 /* Any write postpones the next heartbeat by a whole interval. */
-static void hb_touch(struct mw_stream *s, uv_loop_t *loop)
+static void hb_touch(struct mw_stream *s, struct mw_conn *conn)
 {
-    if (!s->heartbeat_ms || s->closed) return;
-    mw_deadline_set(&s->hb, loop, s->heartbeat_ms, on_beat);
+    if (s->heartbeat_ms) mw_conn_set_timer(conn, MW_TIMER_HEARTBEAT, s->heartbeat_ms);
 }
 
 /* -------------------------------------------------------------- streams */
 
-struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, const char *last_event_id)
+struct mw_stream *mw_stream_open(struct mw_req *req, uint32_t heartbeat_ms, const char *last_event_id)
 {
     struct mw_stream *s = mw_xcalloc(1, sizeof *s);
     s->req = req;
@@ -58,18 +56,8 @@ struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, cons
             p = comma + 1;
         }
     }
-    if (nall == capall) {
-        capall = capall ? capall * 2 : 64;
-        all = mw_xrealloc(all, capall * sizeof *all);
-    }
-    all[nall++] = s;
-    hb_touch(s, req->srv->loop);
+    if (req->conn) hb_touch(s, req->conn);
     return s;
-}
-
-static struct mw_conn *stream_conn(struct mw_stream *s)
-{
-    return s->closed || !s->req ? NULL : s->req->conn;
 }
 
 int mw_stream_write(struct mw_stream *s, const char *data, size_t len)
@@ -79,7 +67,7 @@ int mw_stream_write(struct mw_stream *s, const char *data, size_t len)
     if (conn->wq.queued_bytes + len > s->req->srv->limits.max_queued_bytes) return MW_STREAM_FULL;
     mw_wq_copy(&conn->wq, data, len);
     mw_conn_defer(conn, MW_WORK_FLUSH);
-    hb_touch(s, conn->srv->loop);
+    hb_touch(s, conn);
     return MW_STREAM_OK;
 }
 
@@ -92,7 +80,7 @@ static void id_line(struct mw_stream *s, struct mw_buf *out)
     for (size_t i = 0; i < n; i++) {
         if (i) mw_buf_appendc(out, ',');
         if (i < s->nsubs)
-            mw_buf_appendf(out, "%llu", (unsigned long long)s->subs[i]->last_id);
+            mw_buf_appendf(out, "%llu", (unsigned long long)mw_stream_sub_at(s, i)->last_id);
         else
             mw_buf_appends(out, s->resume[i]);
     }
@@ -146,7 +134,7 @@ static struct mw_shared *with_id(struct mw_msg *m, const char *event, struct mw_
  * goes to a client that keeps up. */
 static int send_msg(struct mw_stream_sub *ss, struct mw_msg *m)
 {
-    struct mw_stream *s = ss->stream;
+    struct mw_stream *s = ss->sub.owner;
     struct mw_conn *conn = stream_conn(s);
     if (!conn) return MW_STREAM_CLOSED;
     struct mw_shared *bytes = encode(m, ss->event);
@@ -167,7 +155,7 @@ static int send_msg(struct mw_stream_sub *ss, struct mw_msg *m)
         mw_wq_shared(&conn->wq, bytes);
     }
     mw_conn_defer(conn, MW_WORK_FLUSH);
-    hb_touch(s, conn->srv->loop);
+    hb_touch(s, conn);
     return MW_STREAM_OK;
 }
 
@@ -208,7 +196,7 @@ static int catch_up(struct mw_stream_sub *ss)
 {
     uint64_t oldest = mw_channel_oldest_id(ss->sub.ch);
     if (ss->catching_up && oldest && ss->last_id + 1 < oldest) {
-        drop_slow(ss->stream);
+        drop_slow(ss->sub.owner);
         return 0;
     }
     struct replay r = {ss, MW_STREAM_OK};
@@ -220,7 +208,7 @@ static int catch_up(struct mw_stream_sub *ss)
 static int catching_up(const struct mw_stream *s)
 {
     for (size_t i = 0; i < s->nsubs; i++)
-        if (s->subs[i]->catching_up) return 1;
+        if (mw_stream_sub_at(s, i)->catching_up) return 1;
     return 0;
 }
 
@@ -232,10 +220,10 @@ static void deliver(struct mw_sub *sub, struct mw_msg *m)
         return;
     }
     if (send_msg(ss, m) != MW_STREAM_FULL) return;
-    if (catching_up(ss->stream))
+    if (catching_up(ss->sub.owner))
         ss->catching_up = 1; /* a replay filled the queue, not the client: wait in history too */
     else
-        drop_slow(ss->stream);
+        drop_slow(ss->sub.owner);
 }
 
 static const struct mw_sub_ops stream_ops = {.deliver = deliver};
@@ -243,23 +231,29 @@ static const struct mw_sub_ops stream_ops = {.deliver = deliver};
 void mw_stream_drained(struct mw_stream *s)
 {
     for (size_t i = 0; i < s->nsubs && stream_conn(s); i++)
-        if (s->subs[i]->catching_up && !catch_up(s->subs[i])) return;
+        if (mw_stream_sub_at(s, i)->catching_up && !catch_up(mw_stream_sub_at(s, i))) return;
 }
 
 int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long since, const char *event)
 {
     if (!stream_conn(s)) return MW_STREAM_CLOSED;
     for (size_t i = 0; i < s->nsubs; i++)
-        if (s->subs[i]->sub.ch == ch) return MW_STREAM_DUP;
+        if (mw_stream_sub_at(s, i)->sub.ch == ch) return MW_STREAM_DUP;
     if (since < 0 && s->nsubs < s->nresume) {
         char *end;
         unsigned long long v = strtoull(s->resume[s->nsubs], &end, 10);
         if (end != s->resume[s->nsubs] && *end == '\0') since = (long long)v;
     }
-    struct mw_stream_sub *ss = mw_xcalloc(1, sizeof *ss);
+    struct mw_stream_sub *ss;
+    if (!s->first_used) {
+        ss = &s->first;
+        s->first_used = 1;
+    } else {
+        ss = mw_xmalloc(sizeof *ss);
+    }
+    memset(ss, 0, sizeof *ss);
     ss->sub.ops = &stream_ops;
     ss->sub.owner = s;
-    ss->stream = s;
     ss->event = event ? mw_xstrndup(event, strlen(event)) : NULL;
     /* The client has everything up to last_id: with no since, the newest
      * message, which it need not see; else since, or when that is older
@@ -271,8 +265,18 @@ int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long si
         uint64_t floor = oldest ? oldest - 1 : ch->last_id;
         ss->last_id = (uint64_t)since > ch->last_id || (uint64_t)since < floor ? floor : (uint64_t)since;
     }
-    s->subs = mw_xrealloc(s->subs, (s->nsubs + 1) * sizeof *s->subs);
-    s->subs[s->nsubs++] = ss;
+    if (s->nsubs == 0) {
+        s->subs.one = ss;
+    } else if (s->nsubs == 1) {
+        struct mw_stream_sub **many = mw_xmalloc(2 * sizeof *many);
+        many[0] = s->subs.one;
+        many[1] = ss;
+        s->subs.many = many;
+    } else {
+        s->subs.many = mw_xrealloc(s->subs.many, (s->nsubs + 1) * sizeof *s->subs.many);
+        s->subs.many[s->nsubs] = ss;
+    }
+    s->nsubs++;
     mw_hub_subscribe(ch, &ss->sub);
 
     if (since >= 0) {
@@ -291,45 +295,48 @@ int mw_stream_subscribe(struct mw_stream *s, struct mw_channel *ch, long long si
     return MW_STREAM_OK;
 }
 
-static void sub_free(struct mw_stream_sub *ss)
+static void sub_free(struct mw_stream *s, struct mw_stream_sub *ss)
 {
     mw_hub_unsubscribe(&ss->sub);
     free(ss->event);
-    free(ss);
+    if (ss == &s->first)
+        s->first_used = 0;
+    else
+        free(ss);
 }
 
 int mw_stream_unsubscribe(struct mw_stream *s, struct mw_channel *ch)
 {
     for (size_t i = 0; i < s->nsubs; i++) {
-        if (s->subs[i]->sub.ch != ch) continue;
-        sub_free(s->subs[i]);
-        memmove(s->subs + i, s->subs + i + 1, (s->nsubs - i - 1) * sizeof *s->subs);
+        struct mw_stream_sub *ss = mw_stream_sub_at(s, i);
+        if (ss->sub.ch != ch) continue;
+        sub_free(s, ss);
+        if (s->nsubs > 1) {
+            struct mw_stream_sub **many = s->subs.many;
+            memmove(many + i, many + i + 1, (s->nsubs - i - 1) * sizeof *many);
+            if (s->nsubs == 2) {
+                s->subs.one = many[0];
+                free(many);
+            }
+        } else {
+            s->subs.one = NULL;
+        }
         s->nsubs--;
         return MW_STREAM_OK;
     }
     return MW_STREAM_CLOSED;
 }
 
-static void forget(struct mw_stream *s)
-{
-    for (size_t i = 0; i < nall; i++) {
-        if (all[i] == s) {
-            all[i] = all[--nall];
-            return;
-        }
-    }
-}
-
 void mw_stream_close(struct mw_stream *s, int finish)
 {
     if (s->closed) return;
     s->closed = 1;
-    mw_deadline_clear(&s->hb);
+    struct mw_conn *conn = s->req ? s->req->conn : NULL;
+    if (conn && conn->timer_kind == MW_TIMER_HEARTBEAT) mw_conn_set_timer(conn, MW_TIMER_NONE, 0);
     for (size_t i = 0; i < s->nsubs; i++) {
         /* keep last ids for stream.closed-time inspection; drop hub links */
-        mw_hub_unsubscribe(&s->subs[i]->sub);
+        mw_hub_unsubscribe(&mw_stream_sub_at(s, i)->sub);
     }
-    forget(s);
     mw_lua_stream_closed(s);
     /* last: finishing may retire the request, which frees s */
     struct mw_req *req = s->req;
@@ -339,26 +346,25 @@ void mw_stream_close(struct mw_stream *s, int finish)
 void mw_stream_free(struct mw_stream *s)
 {
     if (!s->closed) mw_stream_close(s, 0);
-    for (size_t i = 0; i < s->nsubs; i++) sub_free(s->subs[i]);
-    free(s->subs);
+    for (size_t i = 0; i < s->nsubs; i++) sub_free(s, mw_stream_sub_at(s, i));
+    if (s->nsubs > 1) free(s->subs.many);
     for (size_t i = 0; i < s->nresume; i++) free(s->resume[i]);
     free(s->resume);
     free(s);
 }
 
-void mw_stream_close_all(void)
+void mw_stream_close_all(struct mw_server *srv)
 {
-    while (nall) mw_stream_close(all[nall - 1], 1);
-}
-
-void mw_stream_shutdown(void)
-{
-    free(all);
-    all = NULL;
-    nall = capall = 0;
-}
-
-size_t mw_stream_count(void)
-{
-    return nall;
+    /* Closing runs on_close callbacks, which may close other connections
+     * (unlinking them): after one that left the list, start over. */
+    struct mw_conn *c = srv->conns;
+    while (c) {
+        struct mw_stream *s = c->req ? c->req->stream : NULL;
+        if (!s || s->closed || c->state != MW_CONN_OPEN) {
+            c = c->next;
+            continue;
+        }
+        mw_stream_close(s, 1);
+        c = c->state == MW_CONN_CLOSING ? srv->conns : c->next;
+    }
 }

@@ -8,36 +8,46 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "deadline.h"
 #include "hub.h"
 
 struct mw_req;
+struct mw_server;
 struct mw_stream;
 
 struct mw_stream_sub {
-    struct mw_sub sub;         /* first: the hub hands it back to us */
-    struct mw_stream *stream;
+    struct mw_sub sub;         /* first: the hub hands it back to us; sub.owner is the stream */
     char *event;               /* event name for this channel's messages, or NULL */
     uint64_t last_id;          /* newest id of this channel the client has */
     int catching_up;           /* replaying history as the queue drains */
 };
 
+/* Paid per open stream, for as long as it is open: most streams follow one
+ * channel, so the first subscription lives inside, and the heartbeat is the
+ * connection's own timer. */
 struct mw_stream {
     struct mw_req *req;          /* owner; NULL once the request is gone */
-    struct mw_stream_sub **subs; /* in subscription order */
-    size_t nsubs;
+    union {                      /* in subscription order (mw_stream_sub_at) */
+        struct mw_stream_sub *one;   /* nsubs <= 1 */
+        struct mw_stream_sub **many; /* nsubs > 1 */
+    } subs;
+    struct mw_stream_sub first;  /* storage for one subscription */
     char **resume;               /* Last-Event-ID split at commas, one per channel */
-    size_t nresume;
-    uint64_t heartbeat_ms;       /* 0: none */
-    struct mw_deadline hb;       /* next heartbeat */
-    int closed;
+    uint32_t nsubs, nresume;
+    uint32_t heartbeat_ms;       /* 0: none */
     int lua_ref;                 /* anchors the Lua stream object while open */
+    uint8_t closed;
+    uint8_t first_used;          /* `first` holds a subscription */
 };
+
+static inline struct mw_stream_sub *mw_stream_sub_at(const struct mw_stream *s, size_t i)
+{
+    return s->nsubs > 1 ? s->subs.many[i] : s->subs.one;
+}
 
 enum { MW_STREAM_OK = 0, MW_STREAM_CLOSED = -1, MW_STREAM_FULL = -2, MW_STREAM_DUP = -3 };
 
 /* Starts the stream on req (its head must already be queued). */
-struct mw_stream *mw_stream_open(struct mw_req *req, uint64_t heartbeat_ms, const char *last_event_id);
+struct mw_stream *mw_stream_open(struct mw_req *req, uint32_t heartbeat_ms, const char *last_event_id);
 /* Queues bytes (an event or comment). FULL: over max_queued_bytes, nothing
  * queued. */
 int mw_stream_write(struct mw_stream *s, const char *data, size_t len);
@@ -56,10 +66,9 @@ void mw_stream_drained(struct mw_stream *s);
 void mw_stream_close(struct mw_stream *s, int finish);
 /* Frees it (the request is being freed). */
 void mw_stream_free(struct mw_stream *s);
-/* Ends every open stream (graceful shutdown). */
-void mw_stream_close_all(void);
-/* Frees the list of open streams (process exit). */
-void mw_stream_shutdown(void);
-size_t mw_stream_count(void);
+/* The connection's timer says a heartbeat is due. */
+void mw_stream_heartbeat(struct mw_stream *s);
+/* Ends every open stream on srv's connections (graceful shutdown). */
+void mw_stream_close_all(struct mw_server *srv);
 
 #endif

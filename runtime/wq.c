@@ -12,29 +12,31 @@
 
 /* Chunks of exactly MW_WQ_CHUNK_BYTES come and go with every response;
  * recycling them keeps malloc out of the hot path. */
-static _Thread_local char *spare[MW_WQ_SPARE_CHUNKS];
+static _Thread_local struct mw_shared *spare[MW_WQ_SPARE_CHUNKS];
 static _Thread_local int nspare;
-
-static char *chunk_get(size_t cap)
-{
-    if (cap == MW_WQ_CHUNK_BYTES && nspare > 0) return spare[--nspare];
-    return mw_xmalloc(cap);
-}
-
-static void chunk_put(char *mem, size_t cap)
-{
-    if (cap == MW_WQ_CHUNK_BYTES && nspare < MW_WQ_SPARE_CHUNKS)
-        spare[nspare++] = mem;
-    else
-        free(mem);
-}
 
 struct mw_shared *mw_shared_alloc(size_t len)
 {
     struct mw_shared *s = mw_xmalloc(sizeof *s + len);
     s->refs = 1;
+    s->writable = 0;
     s->len = len;
     return s;
+}
+
+static struct mw_shared *chunk_get(size_t cap)
+{
+    struct mw_shared *c = cap == MW_WQ_CHUNK_BYTES && nspare > 0 ? spare[--nspare] : mw_shared_alloc(cap);
+    c->writable = 1;
+    return c;
+}
+
+static void chunk_put(struct mw_shared *c)
+{
+    if (c->len == MW_WQ_CHUNK_BYTES && nspare < MW_WQ_SPARE_CHUNKS)
+        spare[nspare++] = c;
+    else
+        free(c);
 }
 
 struct mw_shared *mw_shared_new(const void *data, size_t len)
@@ -72,14 +74,16 @@ void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done)
 
 static void seg_release(struct mw_seg *s)
 {
-    if (s->mem) chunk_put(s->mem, s->cap);
-    if (s->shared) mw_shared_unref(s->shared);
+    if (s->buf->writable)
+        chunk_put(s->buf);
+    else
+        mw_shared_unref(s->buf);
 }
 
 static struct mw_seg *push(struct mw_wq *wq)
 {
     if (wq->npending == wq->cap) {
-        size_t cap = wq->cap * 2;
+        uint32_t cap = wq->cap * 2;
         if (wq->pending == wq->inline_segs) {
             struct mw_seg *p = mw_xmalloc(cap * sizeof *p);
             memcpy(p, wq->pending, wq->npending * sizeof *p);
@@ -89,16 +93,15 @@ static struct mw_seg *push(struct mw_wq *wq)
         }
         wq->cap = cap;
     }
-    struct mw_seg *s = &wq->pending[wq->npending++];
-    memset(s, 0, sizeof *s);
-    return s;
+    return &wq->pending[wq->npending++];
 }
 
 char *mw_wq_reserve(struct mw_wq *wq, size_t len)
 {
     struct mw_seg *last = wq->npending ? &wq->pending[wq->npending - 1] : NULL;
     /* Only a pending segment's memory may grow: in-flight ones belong to libuv. */
-    if (!last || !last->mem || last->base != last->mem || last->cap - last->len < len) {
+    if (!last || !last->buf->writable || last->base != last->buf->data ||
+        last->buf->len - last->len < len) {
         /* A fresh queue gets a pooled chunk that later small writes fill
          * (pipelined answers leave in one write). Behind other segments a
          * small copy (an SSE id line between shared events) gets just
@@ -106,8 +109,9 @@ char *mw_wq_reserve(struct mw_wq *wq, size_t len)
         size_t cap = len > MW_WQ_CHUNK_BYTES ? len : MW_WQ_CHUNK_BYTES;
         if (wq->npending && len < MW_WQ_SMALL_BYTES) cap = MW_WQ_SMALL_BYTES;
         last = push(wq);
-        last->cap = cap;
-        last->mem = last->base = chunk_get(last->cap);
+        last->buf = chunk_get(cap);
+        last->base = last->buf->data;
+        last->len = 0;
     }
     char *dst = last->base + last->len;
     last->len += len;
@@ -125,7 +129,7 @@ void mw_wq_shared(struct mw_wq *wq, struct mw_shared *sh)
     if (!sh->len) return;
     struct mw_seg *s = push(wq);
     mw_shared_ref(sh);
-    s->shared = sh;
+    s->buf = sh;
     s->base = sh->data;
     s->len = sh->len;
     wq->queued_bytes += sh->len;

@@ -7,11 +7,15 @@
 #define MW_WQ_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
-/* Immutable bytes shared by reference count. */
+/* Immutable bytes shared by reference count. The write queue also keeps
+ * the bytes it copies in these (`writable`: still being filled, never
+ * shared), so a segment is one pointer whatever its bytes are. */
 struct mw_shared {
     int refs;
+    int writable;
     size_t len;
     char data[];
 };
@@ -23,11 +27,9 @@ void mw_shared_ref(struct mw_shared *s);
 void mw_shared_unref(struct mw_shared *s);
 
 struct mw_seg {
-    char *base;               /* start of the unsent bytes */
-    size_t len;               /* unsent bytes */
-    char *mem;                /* owned allocation (copied bytes), or NULL */
-    size_t cap;               /* bytes allocated at mem; 0 when shared */
-    struct mw_shared *shared; /* referenced bytes, or NULL */
+    char *base;            /* start of the unsent bytes, inside buf */
+    size_t len;            /* unsent bytes */
+    struct mw_shared *buf; /* referenced bytes, or a writable chunk of copies */
 };
 
 struct mw_wq;
@@ -37,7 +39,7 @@ typedef void (*mw_wq_done_cb)(struct mw_wq *wq, int status);
 
 struct mw_wq {
     struct mw_seg *pending; /* not yet handed to libuv: inline_segs until more are needed */
-    size_t npending, cap;
+    uint32_t npending, cap;
     size_t queued_bytes;    /* pending + in flight, not yet on the socket */
     int writes_in_flight;   /* uv_write requests not yet called back */
     mw_wq_done_cb on_done;  /* after each uv_write completes */

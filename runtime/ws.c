@@ -283,7 +283,7 @@ void mw_ws_feed(struct mw_ws *ws)
 {
     struct mw_conn *conn = ws->conn;
     if (!conn) return;
-    conn->last_rx_ms = uv_now(conn->srv->loop);
+    ws->last_rx_ms = uv_now(conn->srv->loop);
     while (conn->rpos < conn->rlen && ws->state != MW_WS_CLOSED && !ws->paused &&
            conn->state == MW_CONN_OPEN) {
         long n = mw_ws_parse(&ws->parser, (uint8_t *)conn->rbuf + conn->rpos,
@@ -307,7 +307,7 @@ static void on_idle(struct mw_deadline *d)
     struct mw_conn *conn = ws->conn;
     if (!conn || ws->state != MW_WS_OPEN) return;
     uint64_t now = uv_now(conn->srv->loop);
-    uint64_t quiet = now - conn->last_rx_ms;
+    uint64_t quiet = now - ws->last_rx_ms;
     if (quiet + 1 < ws->heartbeat_ms && !ws->ping_sent) {
         mw_deadline_set(&ws->idle, conn->srv->loop, ws->heartbeat_ms - quiet, on_idle);
         return;
@@ -348,7 +348,7 @@ struct mw_ws *mw_ws_new(struct mw_conn *conn, const struct mw_pmd *pmd, size_t m
     mw_ws_parser_init(&ws->parser, pmd->enabled);
     mw_buf_init(&ws->msg);
     conn->ws = ws;
-    conn->last_rx_ms = uv_now(conn->srv->loop);
+    ws->last_rx_ms = uv_now(conn->srv->loop);
     mw_conn_set_timer(conn, MW_TIMER_NONE, 0);
     arm_idle(ws);
     return ws;

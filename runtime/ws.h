@@ -43,6 +43,7 @@ struct mw_ws {
     size_t max_queued;          /* bytes queued before send refuses */
     uint64_t heartbeat_ms;      /* idle time before a ping; 0: never */
     struct mw_deadline idle;    /* next ping, or the ping's deadline */
+    uint64_t last_rx_ms;        /* loop time of the last bytes read */
     int ping_sent;              /* waiting for any frame after our ping */
     int want_drain;             /* a send was refused: tell on_drain */
     int paused;                 /* reading stopped until the app catches up */

@@ -639,3 +639,68 @@ def test_on_close_callbacks_may_wait_and_one_failing_spares_the_others(start):
         time.sleep(0.02)
     assert sorted(got) == ["third", "waited"]
     srv.wait_log(r"stream on_close callback failed: .*first callback fails")
+
+
+# ---------------------------------------------- subscription bookkeeping
+
+def test_unsubscribe_and_resubscribe_keep_ids_in_subscription_order(start):
+    """A stream's first subscription lives inside it and the rest in a
+    list; unsubscribing and subscribing again in every order keeps the
+    comma-joined id in subscription order and delivers nothing twice."""
+    srv = start(APP)
+    ops = "sub:ja,sub:jb,sub:jc,unsub:ja,sub:ja,sub:ja,unsub:jb,unsub:zz,unsub:jc"
+    c = SSEClient(srv, "/juggle?ops=" + ops)
+    seen = []
+    while True:
+        kind, x = c.next_item()
+        assert kind == "comment", x
+        if x.strip() == "subscribed":
+            break
+        seen.append(x.strip())
+    assert seen == ["sub:ja=true", "sub:jb=true", "sub:jc=true", "unsub:ja=true", "sub:ja=true",
+                    "sub:ja=error", "unsub:jb=true", "unsub:zz=false", "unsub:jc=true"]
+    # one channel left: the whole event (id line included) is the shared one
+    assert pub(srv, "jb", "not subscribed") == 1
+    assert pub(srv, "ja", "a1") == 1
+    assert [(e.data, e.last_event_id) for e in c.events(1)] == [("a1", "1")]
+    c.close()
+
+    d = SSEClient(srv, "/juggle?ops=sub:jc,sub:ja,sub:jb,unsub:jc")
+    while d.next_comment().strip() != "subscribed":
+        pass
+    pub(srv, "jc", "c-not-subscribed")
+    pub(srv, "jb", "b2")
+    pub(srv, "ja", "a2")
+    assert [(e.data, e.last_event_id) for e in d.events(2)] == [("b2", "1,2"), ("a2", "2,2")]
+    d.close()
+
+
+def test_res_write_on_a_stream_raises_and_the_stream_goes_on(start):
+    srv = start(APP)
+    c = SSEClient(srv, "/res-write")
+    got = c.events(2)
+    assert got[0].type == "write" and "event stream" in got[0].data and "stream:send" in got[0].data
+    assert got[1].data == "still open"
+    c.close()
+
+
+def test_stream_opened_before_a_chunked_body_with_trailers(start):
+    srv = start(APP)
+    s = socket.create_connection((srv.host, srv.port), timeout=10)
+    s.sendall(b"POST /early?ch=early HTTP/1.1\r\nHost: x\r\nX-Marker: m1\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n")
+    buf = b""
+    while b"subscribed" not in buf:
+        chunk = s.recv(4096)
+        assert chunk, buf
+        buf += chunk
+    assert b"event: marker\ndata: m1\n" in buf
+    # the body and its trailers arrive after the stream started: ignored
+    s.sendall(b"5\r\nhello\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n")
+    pub(srv, "early", "after the body")
+    while b"after the body" not in buf:
+        chunk = s.recv(4096)
+        assert chunk, buf
+        buf += chunk
+    s.close()
+    assert requests.get(srv.url + "/stats", timeout=10).status_code == 200

@@ -4,7 +4,6 @@
 #include "deadline.h"
 #include "http.h"
 #include "hub.h"
-#include "stream.h"
 #include "lua_vm.h"
 #include "server.h"
 
@@ -31,7 +30,6 @@ int main(int argc, char **argv)
     }
     uv_run(loop, UV_RUN_DEFAULT);
     mw_server_close(&srv);
-    mw_stream_shutdown();
     mw_deadline_shutdown();
     long leaked = mw_vm_free(vm);
     mw_http_release_pool();

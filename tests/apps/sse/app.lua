@@ -131,6 +131,36 @@ app:get("/sub", function(req, res)
   stream:comment("subscribed")
 end)
 
+-- Runs ?ops=sub:a,sub:b,unsub:a,... in order, reporting each result as a
+-- comment, then says "subscribed" and stays open.
+app:get("/juggle", function(req, res)
+  local stream = res:sse { heartbeat = 0 }
+  for _, op in ipairs(split(req.query.ops)) do
+    local verb, ch = op:match("^(%a+):(.+)$")
+    local ok, res = pcall(verb == "sub" and stream.subscribe or stream.unsubscribe, stream, ch)
+    stream:comment(op .. "=" .. (ok and tostring(res) or "error"))
+  end
+  stream:comment("subscribed")
+end)
+
+-- An event stream is written through the stream: res:write and res:finish
+-- on it raise (reported as events), and the stream goes on.
+app:get("/res-write", function(req, res)
+  local stream = res:sse { heartbeat = 0 }
+  local ok, err = pcall(res.write, res, "raw bytes")
+  stream:send { event = "write", data = ok and "accepted" or tostring(err) }
+  stream:send("still open")
+  stream:close()
+end)
+
+-- A stream opened before the request body (chunked, with trailers) is read.
+app:post("/early", function(req, res)
+  local stream = res:sse { heartbeat = 0 }
+  stream:send { data = req.headers["x-marker"] or "none", event = "marker" }
+  stream:subscribe(req.query.ch)
+  stream:comment("subscribed")
+end)
+
 -- Publishes the body; ?kind=binary for binary.
 app:post("/pub/:ch", function(req, res)
   res:json { id = mw.publish(req.params.ch, req:body(), req.query.kind) }
