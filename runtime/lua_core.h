@@ -31,6 +31,8 @@ void mw_lua_open_json(lua_State *L);
 /* Encodes the value at idx as JSON onto a new string on the stack, or
  * raises. Arrays are tables with the array metatable or a 1..n sequence. */
 void mw_lua_json_encode(lua_State *L, int idx);
+/* The same into a buffer that the next encode reuses; no Lua string. */
+const char *mw_lua_json_encode_scratch(lua_State *L, int idx, size_t *len);
 /* Decodes s; pushes the value, or nil and a message. */
 int mw_lua_json_decode(lua_State *L, const char *s, size_t len);
 

@@ -156,29 +156,27 @@ static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth)
     }
 }
 
-/* The buffer lives in a userdata so an error mid-encode frees nothing by
- * hand: the collector takes it. */
-static int buf_gc(lua_State *L)
+/* Every encode uses one scratch buffer: encoding runs no Lua code (raw
+ * accesses only), so no encode can start inside another, and one that
+ * raises leaves nothing to free. A response body costs no Lua string. */
+#define JSON_SCRATCH_KEEP (1024 * 1024) /* larger ones are freed after use */
+static _Thread_local struct mw_buf scratch;
+
+const char *mw_lua_json_encode_scratch(lua_State *L, int idx, size_t *len)
 {
-    mw_buf_free(lua_touserdata(L, 1));
-    return 0;
+    idx = lua_absindex(L, idx);
+    if (scratch.cap > JSON_SCRATCH_KEEP) mw_buf_free(&scratch);
+    scratch.len = 0;
+    enc_value(L, &scratch, idx, 0);
+    *len = scratch.len;
+    return scratch.data ? scratch.data : "";
 }
 
 void mw_lua_json_encode(lua_State *L, int idx)
 {
-    idx = lua_absindex(L, idx);
-    struct mw_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
-    mw_buf_init(b);
-    if (luaL_newmetatable(L, "moonwire.jsonbuf")) {
-        lua_pushcfunction(L, buf_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    /* stack: ..., buf */
-    enc_value(L, b, idx, 0);
-    lua_pushlstring(L, b->data ? b->data : "", b->len);
-    mw_buf_free(b);
-    lua_remove(L, -2);
+    size_t len;
+    const char *s = mw_lua_json_encode_scratch(L, idx, &len);
+    lua_pushlstring(L, s, len);
 }
 
 static int l_encode(lua_State *L)
@@ -322,6 +320,14 @@ static int prepare(const char *s, size_t len, struct mw_buf *out, size_t *bad, c
     }
     if (found) mw_buf_append(out, s + copied, len - copied);
     return found;
+}
+
+/* The decoder's working copy lives in a userdata, so an error mid-decode
+ * frees nothing by hand: the collector takes it. */
+static int buf_gc(lua_State *L)
+{
+    mw_buf_free(lua_touserdata(L, 1));
+    return 0;
 }
 
 int mw_lua_json_decode(lua_State *L, const char *s, size_t len)

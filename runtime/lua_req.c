@@ -370,6 +370,8 @@ static int compute_field(lua_State *L, struct mw_req *req, const char *k)
 {
     if (strcmp(k, "headers") == 0) {
         push_headers(L, req);
+    } else if (strcmp(k, "params") == 0) {
+        lua_newtable(L); /* a route without parameters: made when asked for */
     } else if (strcmp(k, "query") == 0) {
         push_query(L, req);
     } else if (strcmp(k, "cookies") == 0) {
@@ -637,9 +639,8 @@ static int res_json(lua_State *L)
     luaL_checkany(L, 2);
     if (req->res_state == MW_RES_DONE) return raise_state(L, MW_EDONE);
     if (req->res_state == MW_RES_STREAMING) return raise_state(L, MW_ESTARTED);
-    mw_lua_json_encode(L, 2);
     size_t len;
-    const char *body = lua_tolstring(L, -1, &len);
+    const char *body = mw_lua_json_encode_scratch(L, 2, &len);
     default_type(req, "application/json");
     return finish_send(L, req, body, len);
 }
@@ -790,7 +791,7 @@ void mw_lua_req_dispatch(struct mw_req *req)
 
     /* stack: dispatch, app */
     push_handle(T, req, &req_mt_key, 1);
-    lua_createtable(T, 0, 8);
+    lua_createtable(T, 0, 4);
     lua_pushlstring(T, req->hbuf.data + req->method.off, req->method.len);
     lua_pushvalue(T, -1);
     lua_setfield(T, -3, "method");
@@ -808,25 +809,29 @@ void mw_lua_req_dispatch(struct mw_req *req)
     lua_rotate(T, -3, 2);
     /* stack: dispatch, app, req, res, method */
     if (rc == MW_URL_OK) {
+        /* the router key: the path without its trailing slash, which names
+         * the segments unless one holds an encoded "/"; only then are they
+         * passed (the router splits the key when it needs them) */
         int slash = 0;
-        lua_createtable(T, (int)p->nsegs, 0);
-        for (size_t i = 0; i < p->nsegs; i++) {
-            const char *seg = p->text.data + p->segs[i].off;
-            slash |= memchr(seg, '/', p->segs[i].len) != NULL;
-            lua_pushlstring(T, seg, p->segs[i].len);
-            lua_rawseti(T, -2, (lua_Integer)i + 1);
-        }
-        /* the router key: the path without its trailing slash, unless a
-         * segment holds an encoded "/" and the text would be ambiguous */
-        if (slash)
+        for (size_t i = 0; i < p->nsegs && !slash; i++)
+            slash = memchr(p->text.data + p->segs[i].off, '/', p->segs[i].len) != NULL;
+        if (slash) {
+            lua_createtable(T, (int)p->nsegs, 0);
+            for (size_t i = 0; i < p->nsegs; i++) {
+                lua_pushlstring(T, p->text.data + p->segs[i].off, p->segs[i].len);
+                lua_rawseti(T, -2, (lua_Integer)i + 1);
+            }
             lua_pushnil(T);
-        else
+        } else {
+            lua_pushboolean(T, 0);
             lua_pushlstring(T, p->text.data, p->nsegs && p->trailing_slash ? p->text.len - 1 : p->text.len);
+        }
     } else {
         lua_pushnil(T);
         lua_pushstring(T, mw_url_strerror(rc));
     }
-    mw_co_start(co, 6); /* app, req, res, method, segments and key, or nil and error */
+    mw_co_start(co, 6); /* app, req, res, method, then segments (false: split the key) and key,
+                         * or nil and the error */
 }
 
 void mw_lua_open_req(lua_State *L)

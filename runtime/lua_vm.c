@@ -346,17 +346,43 @@ struct mw_co *mw_co_current(lua_State *L)
     return *(struct mw_co **)lua_getextraspace(L);
 }
 
-/* Finished coroutines are kept for reuse: a request costs no new thread. */
-#define MW_CO_POOL_MAX 256
+/* Finished coroutines are kept for reuse: a request costs no new thread.
+ * The pool holds the recent peak of concurrency (a thousand parked long
+ * polls answered at once come back as a thousand requests): what stayed
+ * unused for a whole trim interval is freed. */
+#define MW_CO_TRIM_MS 10000
 static _Thread_local struct mw_co *co_pool;
 static _Thread_local int co_pool_len;
+static _Thread_local int co_pool_low;      /* fewest pooled since the last trim */
+static _Thread_local uint64_t co_trim_at;  /* loop time of the next trim */
+
+static void co_free(struct mw_vm *vm, struct mw_co *co)
+{
+    mw_lua_unref(vm->L, co->ref);
+    free(co);
+}
+
+static void co_pool_trim(struct mw_vm *vm)
+{
+    if (!vm->srv) return;
+    uint64_t now = uv_now(vm->srv->loop);
+    if (now < co_trim_at) return;
+    for (int n = co_pool_low; n > 0 && co_pool; n--) {
+        struct mw_co *co = co_pool;
+        co_pool = co->ready_next;
+        co_pool_len--;
+        co_free(vm, co);
+    }
+    co_pool_low = co_pool_len;
+    co_trim_at = now + MW_CO_TRIM_MS;
+}
 
 struct mw_co *mw_co_new(struct mw_vm *vm, const char *what, mw_co_done_cb on_done, void *ud)
 {
     struct mw_co *co = co_pool;
     if (co) {
         co_pool = co->ready_next;
-        co_pool_len--;
+        if (--co_pool_len < co_pool_low) co_pool_low = co_pool_len;
         lua_State *T = co->T;
         int ref = co->ref;
         memset(co, 0, sizeof *co);
@@ -387,15 +413,14 @@ static void co_finish(struct mw_co *co, const char *err)
     if (vm->live == co) vm->live = co->live_next;
     if (co->on_done) co->on_done(co, err, co->ud);
     *(struct mw_co **)lua_getextraspace(co->T) = NULL;
-    if (co_pool_len < MW_CO_POOL_MAX && lua_status(co->T) == LUA_OK && lua_gettop(co->T) == 0 &&
-        !vm->closing) {
+    if (lua_status(co->T) == LUA_OK && lua_gettop(co->T) == 0 && !vm->closing) {
         co->ready_next = co_pool;
         co_pool = co;
         co_pool_len++;
+        co_pool_trim(vm);
         return;
     }
-    mw_lua_unref(vm->L, co->ref);
-    free(co);
+    co_free(vm, co);
 }
 
 static void co_pool_drain(struct mw_vm *vm)
@@ -403,10 +428,9 @@ static void co_pool_drain(struct mw_vm *vm)
     while (co_pool) {
         struct mw_co *co = co_pool;
         co_pool = co->ready_next;
-        mw_lua_unref(vm->L, co->ref);
-        free(co);
+        co_free(vm, co);
     }
-    co_pool_len = 0;
+    co_pool_len = co_pool_low = 0;
 }
 
 static void co_run(struct mw_co *co, int nargs)

@@ -194,7 +194,7 @@ local function run_chain(mws, i, req, res, final)
 end
 
 local function handle(app, req, res, method, segs, key)
-  if not segs then abort(400, key) end
+  if segs == nil then abort(400, key) end
   local route, params, allow = app.router:match(method, segs, key)
   local final
   if route then
@@ -212,7 +212,7 @@ local function handle(app, req, res, method, segs, key)
   else
     final = answer_error(app, new_status_error(404))
   end
-  req.params = params or {}
+  if params then req.params = params end -- else made when asked for
   if #app.middleware == 0 then return final(req, res) end
   return run_chain(app.middleware, 1, req, res, final)
 end
@@ -282,8 +282,9 @@ function fail(app, req, res, err)
 end
 
 --- Called by the runtime, in the request's own coroutine, with the
--- request's method, its decoded path segments and the router key (see
--- Router:match), or nil and a message when the target is malformed.
+-- request's method, its decoded path segments (false when the router key
+-- names them) and the router key (see Router:match), or nil and a message
+-- when the target is malformed.
 function App:_dispatch(req, res, method, segs, key)
   if core.dev_mode and key and key:find("/__moonwire/livereload", 1, true) == 1
      and require("moonwire.livereload").handle(req, res, key) then

@@ -128,11 +128,26 @@ local function route_for(routes, method)
   return routes[method] or (method == "HEAD" and routes.GET) or nil
 end
 
+-- The segments a router key names: "/a//b" -> { "a", "", "b" }, "/" -> {}.
+local function split_key(key)
+  local segs = {}
+  if key:byte(1) ~= 47 or #key == 1 then return segs end
+  local i = 2
+  while true do
+    local j = key:find("/", i, true)
+    segs[#segs + 1] = key:sub(i, j and j - 1 or -1)
+    if not j then return segs end
+    i = j + 1
+  end
+end
+M.split_key = split_key
+
 --- Finds the route for a method and decoded segments.
+---@param segs table|false the decoded segments; false: split them from key
 ---@param key string|nil the decoded path without a trailing slash, when no
 -- segment holds a "/" (then it names the segments unambiguously)
 ---@return table|nil route, table|nil params, string|nil allow
--- On a match: route and its params. When the path matches but no route
+-- On a match: route and its params (nil for an all-literal route). When the path matches but no route
 -- has the method: nil, nil, and the Allow header value. Else nothing.
 function Router:match(method, segs, key)
   if key then
@@ -140,8 +155,9 @@ function Router:match(method, segs, key)
     -- when one has this method it is what the walk would find first
     local routes = self.exact[key]
     local route = routes and route_for(routes, method)
-    if route then return route, {} end
+    if route then return route end
   end
+  segs = segs or split_key(key)
   local found, params
   local methods
   walk(self.root, segs, 1, #segs, {}, function(node, values)

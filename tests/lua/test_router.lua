@@ -277,11 +277,14 @@ t.test("the exact-path shortcut finds what the tree walk finds", function()
     local key = "/" .. table.concat(segs, "/")
     for _, m in ipairs { "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH" } do
       local id1, params1, allow1 = match(r, m, segs)
-      local route, params2, allow2 = r:match(m, segs, key)
       local what = m .. " " .. key
-      t.eq(route and route.id, id1, what)
-      t.eq(params2, params1, what)
-      t.eq(allow2, allow1, what)
+      -- with the segments, and with only the key (the runtime's usual call)
+      for _, s in ipairs { segs, false } do
+        local route, params2, allow2 = r:match(m, s, key)
+        t.eq(route and route.id, id1, what)
+        t.eq(params2 or (route and {}), params1, what) -- nil for an all-literal route
+        t.eq(allow2, allow1, what)
+      end
     end
   end
   -- a segment holding "/" has no key: the walk decides
@@ -316,3 +319,28 @@ t.test("the app's route methods register through the router", function()
 end)
 
 t.done()
+
+t.test("a router key names its segments", function()
+  t.eq(Router.split_key("/"), {})
+  t.eq(Router.split_key("*"), {})
+  t.eq(Router.split_key("/a"), { "a" })
+  t.eq(Router.split_key("/a/b c"), { "a", "b c" })
+  t.eq(Router.split_key("/a//b"), { "a", "", "b" })
+  t.eq(Router.split_key("//"), { "", "" })
+end)
+
+t.test("with only a key, a miss on the literal routes walks the split key", function()
+  local r = Router.new()
+  r:add("GET", "/users/:id", { id = "param" })
+  r:add("GET", "/users/me", { id = "literal" })
+  r:add("POST", "/users/me", { id = "post" })
+  local route, params = r:match("GET", false, "/users/me")
+  t.eq(route.id, "literal")
+  t.eq(params, nil)
+  route, params = r:match("GET", false, "/users/42")
+  t.eq(route.id, "param")
+  t.eq(params, { id = "42" })
+  local _, _, allow = r:match("PUT", false, "/users/me")
+  t.eq(allow, "GET, HEAD, OPTIONS, POST")
+  t.eq(r:match("GET", false, "/nope"), nil)
+end)
