@@ -560,7 +560,7 @@ static void drop_slow(struct lws *rec)
     if (!ws) return;
     mw_log_warn("conn %llu: WebSocket client fell more than %zu bytes behind; closing it with "
                 "1013 (it resumes from history on reconnect)",
-                ws->conn ? (unsigned long long)ws->conn->id : 0ULL, ws->max_queued);
+                ws->conn ? (unsigned long long)ws->conn->id : 0ULL, mw_ws_max_queued(ws));
     mw_ws_fail(ws, MW_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 

@@ -28,6 +28,11 @@ static struct mw_server *srv_of(struct mw_ws *ws)
     return ws->conn ? ws->conn->srv : NULL;
 }
 
+size_t mw_ws_max_queued(const struct mw_ws *ws)
+{
+    return ws->conn ? ws->conn->srv->limits.max_queued_bytes : 0;
+}
+
 /* Queues a frame; control frames bypass the queue limit. The limit is how
  * far behind a client may fall: an empty queue takes a message of any size. */
 static int queue_frame(struct mw_ws *ws, int opcode, int rsv1, const void *data, size_t len,
@@ -35,7 +40,7 @@ static int queue_frame(struct mw_ws *ws, int opcode, int rsv1, const void *data,
 {
     struct mw_conn *conn = ws->conn;
     if (!conn || conn->state != MW_CONN_OPEN) return MW_WS_CLOSED_ERR;
-    if (limited && conn->wq.queued_bytes && conn->wq.queued_bytes + len + 10 > ws->max_queued) {
+    if (limited && conn->wq.queued_bytes && conn->wq.queued_bytes + len + 10 > mw_ws_max_queued(ws)) {
         ws->want_drain = 1;
         return MW_WS_FULL;
     }
@@ -66,7 +71,7 @@ int mw_ws_send_shared(struct mw_ws *ws, struct mw_shared *frame)
 {
     struct mw_conn *conn = ws->conn;
     if (ws->state != MW_WS_OPEN || !conn || conn->state != MW_CONN_OPEN) return MW_WS_CLOSED_ERR;
-    if (conn->wq.queued_bytes && conn->wq.queued_bytes + frame->len > ws->max_queued)
+    if (conn->wq.queued_bytes && conn->wq.queued_bytes + frame->len > mw_ws_max_queued(ws))
         return MW_WS_FULL;
     mw_wq_shared(&conn->wq, frame);
     mw_conn_defer(conn, MW_WORK_FLUSH);
@@ -173,12 +178,13 @@ void mw_ws_close(struct mw_ws *ws, int code, const char *reason, size_t len)
 
 /* ---------------------------------------------------------------- input */
 
+
 static int on_frame(void *ud, int opcode, int fin, int compressed, uint64_t len)
 {
     struct mw_ws *ws = ud;
     if (opcode & 0x8) {
-        ws->ctl_opcode = opcode;
         ws->ctl_len = 0;
+        if (len && !ws->ctl) ws->ctl = mw_xmalloc(125); /* the parser caps control frames at 125 */
         return 0;
     }
     if (opcode != MW_WS_OP_CONT) {
@@ -199,8 +205,8 @@ static int on_payload(void *ud, uint8_t *data, size_t len)
 {
     struct mw_ws *ws = ud;
     if (ws->parser.opcode & 0x8) {
-        memcpy(ws->ctl + ws->ctl_len, data, len); /* the parser caps control frames at 125 */
-        ws->ctl_len += len;
+        memcpy(ws->ctl + ws->ctl_len, data, len);
+        ws->ctl_len += (uint8_t)len;
         return 0;
     }
     mw_buf_append(&ws->msg, data, len);
@@ -260,17 +266,29 @@ static int deliver_message(struct mw_ws *ws)
     return ws->paused ? 1 : 0;
 }
 
+static void ctl_release(struct mw_ws *ws)
+{
+    free(ws->ctl);
+    ws->ctl = NULL;
+    ws->ctl_len = 0;
+}
+
 static int on_frame_end(void *ud)
 {
     struct mw_ws *ws = ud;
     struct mw_ws_parser *p = &ws->parser;
     ws->ping_sent = 0; /* any frame shows the peer is alive */
+    int rc;
     switch (p->opcode) {
     case MW_WS_OP_PING:
         if (ws->state == MW_WS_OPEN) queue_frame(ws, MW_WS_OP_PONG, 0, ws->ctl, ws->ctl_len, 0);
+        ctl_release(ws);
         return 0;
-    case MW_WS_OP_PONG: return 0; /* unsolicited or not, nothing to do */
-    case MW_WS_OP_CLOSE: return handle_close_frame(ws);
+    case MW_WS_OP_PONG: ctl_release(ws); return 0; /* unsolicited or not, nothing to do */
+    case MW_WS_OP_CLOSE:
+        rc = handle_close_frame(ws);
+        ctl_release(ws);
+        return rc;
     }
     /* a data frame: the message is done when this was its last frame */
     if (p->message_open) return 0;
@@ -343,7 +361,6 @@ struct mw_ws *mw_ws_new(struct mw_conn *conn, const struct mw_pmd *pmd, size_t m
     ws->ud = ud;
     ws->pmd = *pmd;
     ws->max_message = max_message;
-    ws->max_queued = conn->srv->limits.max_queued_bytes;
     ws->heartbeat_ms = heartbeat_ms;
     mw_ws_parser_init(&ws->parser, pmd->enabled);
     mw_buf_init(&ws->msg);
@@ -369,7 +386,7 @@ void mw_ws_pause(struct mw_ws *ws, int pause)
 
 void mw_ws_drained(struct mw_ws *ws)
 {
-    if (ws->want_drain && mw_ws_buffered(ws) <= ws->max_queued / 2) {
+    if (ws->want_drain && mw_ws_buffered(ws) <= mw_ws_max_queued(ws) / 2) {
         ws->want_drain = 0;
         if (ws->state == MW_WS_OPEN) ws->ev->on_drain(ws);
     }
@@ -389,6 +406,7 @@ void mw_ws_free(struct mw_ws *ws)
     mw_deadline_clear(&ws->idle);
     if (ws->conn) ws->conn->ws = NULL;
     mw_buf_free(&ws->msg);
+    free(ws->ctl);
     free(ws);
 }
 

@@ -31,30 +31,30 @@ struct mw_ws_events {
 
 enum mw_ws_state { MW_WS_OPEN, MW_WS_CLOSING, MW_WS_CLOSED };
 
+/* Paid per open socket, for as long as it is open: narrow fields, and a
+ * control frame's payload is held only while one arrives. */
 struct mw_ws {
     struct mw_conn *conn;       /* NULL once the connection is gone */
     const struct mw_ws_events *ev;
     void *ud;                   /* lua_ws.c's record */
-    int state;                  /* enum mw_ws_state */
-    int close_sent, close_notified;
     struct mw_ws_parser parser;
     struct mw_pmd pmd;
     size_t max_message;         /* bytes, after inflation */
-    size_t max_queued;          /* bytes queued before send refuses */
     uint64_t heartbeat_ms;      /* idle time before a ping; 0: never */
-    struct mw_deadline idle;    /* next ping, or the ping's deadline */
     uint64_t last_rx_ms;        /* loop time of the last bytes read */
-    int ping_sent;              /* waiting for any frame after our ping */
-    int want_drain;             /* a send was refused: tell on_drain */
-    int paused;                 /* reading stopped until the app catches up */
-
-    int msg_opcode;             /* TEXT/BINARY being reassembled, 0 if none */
-    int msg_compressed;
-    struct mw_buf msg;
+    struct mw_deadline idle;    /* next ping, or the ping's deadline */
+    struct mw_buf msg;          /* the data message being reassembled */
+    uint8_t *ctl;               /* the control frame arriving (125 bytes at most), or NULL */
     struct mw_utf8 utf8;
-    int ctl_opcode;
-    size_t ctl_len;
-    uint8_t ctl[125];
+    uint16_t close_sent;        /* code of the close frame we sent, 0 if none */
+    uint8_t close_notified;
+    uint8_t state;              /* enum mw_ws_state */
+    uint8_t ping_sent;          /* waiting for any frame after our ping */
+    uint8_t want_drain;         /* a send was refused: tell on_drain */
+    uint8_t paused;             /* reading stopped until the app catches up */
+    uint8_t msg_opcode;         /* TEXT/BINARY being reassembled, 0 if none */
+    uint8_t msg_compressed;
+    uint8_t ctl_len;
 };
 
 /* Takes over conn after the 101 response was queued. */
@@ -73,6 +73,8 @@ void mw_ws_close(struct mw_ws *ws, int code, const char *reason, size_t len);
 /* Fails the connection: close frame with code, then TCP close. */
 void mw_ws_fail(struct mw_ws *ws, int code, const char *why);
 size_t mw_ws_buffered(const struct mw_ws *ws);
+/* max_queued_bytes: how far behind the client may fall (0 once it is gone). */
+size_t mw_ws_max_queued(const struct mw_ws *ws);
 /* Stops or resumes reading (the app's inbox is too full / drained). */
 void mw_ws_pause(struct mw_ws *ws, int pause);
 /* The connection is gone (conn.c's close path). */

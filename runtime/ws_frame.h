@@ -46,15 +46,15 @@ struct mw_ws_frame_cb {
 };
 
 struct mw_ws_parser {
-    uint8_t hdr[14];        /* header bytes gathered so far */
-    size_t hdr_len;
     uint64_t remaining;     /* payload bytes left in the current frame */
     uint64_t offset;        /* payload bytes seen (for the mask phase) */
+    uint8_t hdr[14];        /* header bytes gathered so far */
+    uint8_t hdr_len;
     uint8_t mask[4];
-    int in_payload;         /* past the header of the current frame */
-    int message_open;       /* a fragmented data message awaits continuations */
-    int deflate;            /* RSV1 allowed (permessage-deflate negotiated) */
-    int opcode;             /* of the current frame */
+    uint8_t in_payload;     /* past the header of the current frame */
+    uint8_t message_open;   /* a fragmented data message awaits continuations */
+    uint8_t deflate;        /* RSV1 allowed (permessage-deflate negotiated) */
+    uint8_t opcode;         /* of the current frame */
 };
 
 void mw_ws_parser_init(struct mw_ws_parser *p, int deflate);
