@@ -29,6 +29,10 @@
 #include <strings.h>
 
 #define WS_MT "moonwire.ws"
+
+/* A socket's Lua handle keeps what the app reads from it in user values,
+ * not a table of its own: an idle socket should cost little. */
+enum { WSUV_REQ = 1, WSUV_HANDLERS, WSUV_PATTERN, WSUV_PROTOCOL, WSUV_DATA, WSUV_COUNT = WSUV_DATA };
 #define INBOX_MAX_BYTES (1024 * 1024) /* queued to the app before reading pauses */
 #define INBOX_MAX_EVENTS 1024
 
@@ -154,20 +158,19 @@ static int current_handlers(lua_State *L, struct lws *rec)
     struct mw_vm *vm = mw_vm_of(L);
     if (rec->version == vm->version) return 1;
     int found = 0;
-    lua_getiuservalue(L, -1, 1);
-    lua_getfield(L, -1, "_pattern");
+    lua_getiuservalue(L, -1, WSUV_PATTERN);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
-    /* stack: handle, fields, pattern, app */
+    /* stack: handle, pattern, app */
     if (lua_getfield(L, -1, "ws_routes") == LUA_TTABLE) {
         lua_pushvalue(L, -3);
         if (lua_rawget(L, -2) == LUA_TTABLE) {
-            lua_setiuservalue(L, -6, 2);
+            lua_setiuservalue(L, -5, WSUV_HANDLERS);
             found = 1;
         } else {
             lua_pop(L, 1);
         }
     }
-    lua_pop(L, 4);
+    lua_pop(L, 3);
     if (found) rec->version = vm->version;
     return found;
 }
@@ -200,7 +203,7 @@ static void pump(struct lws *rec)
                 mw_ws_close(rec->ws, MW_WS_CLOSE_RESTART, "route removed by a reload", 25);
             continue;
         }
-        lua_getiuservalue(L, -1, 2);
+        lua_getiuservalue(L, -1, WSUV_HANDLERS);
         lua_getfield(L, -1, event_names[e->type]);
         if (lua_isfunction(L, -1)) {
             struct mw_co *co = mw_co_new(vm, event_names[e->type], event_done, rec);
@@ -210,9 +213,7 @@ static void pump(struct lws *rec)
             push_handle(T, rec);
             int nargs = 1;
             if (e->type == EV_OPEN) {
-                lua_getiuservalue(T, -1, 1);
-                lua_getfield(T, -1, "req");
-                lua_remove(T, -2);
+                lua_getiuservalue(T, -1, WSUV_REQ);
                 nargs = 2;
             } else if (e->type == EV_MESSAGE) {
                 lua_pushlstring(T, e->data.data ? e->data.data : "", e->data.len);
@@ -410,22 +411,20 @@ static int res_ws_accept(lua_State *L)
 
     /* stack: res, handlers, req, protocols; the handle for the socket */
     struct lws *rec = mw_xcalloc(1, sizeof *rec);
-    struct mw_cell **ud = lua_newuserdatauv(L, sizeof *ud, 2);
+    struct mw_cell **ud = lua_newuserdatauv(L, sizeof *ud, WSUV_COUNT);
     *ud = NULL;
     luaL_setmetatable(L, WS_MT);
     rec->cell = mw_cell_new(rec);
     mw_cell_ref(rec->cell);
     *ud = rec->cell;
-    lua_createtable(L, 0, 4);
     lua_pushvalue(L, 3);
-    lua_setfield(L, -2, "req");
-    lua_pushvalue(L, 4);
-    lua_setfield(L, -2, "_pattern");
-    lua_pushstring(L, protocol ? protocol : "");
-    lua_setfield(L, -2, "protocol");
-    lua_setiuservalue(L, -2, 1);
+    lua_setiuservalue(L, -2, WSUV_REQ);
     lua_pushvalue(L, 2);
-    lua_setiuservalue(L, -2, 2);
+    lua_setiuservalue(L, -2, WSUV_HANDLERS);
+    lua_pushvalue(L, 4);
+    lua_setiuservalue(L, -2, WSUV_PATTERN);
+    lua_pushstring(L, protocol ? protocol : "");
+    lua_setiuservalue(L, -2, WSUV_PROTOCOL);
     lua_pushvalue(L, -1);
     rec->self_ref = mw_lua_ref(L);
     rec->req = req;
@@ -708,15 +707,20 @@ static int ws_index(lua_State *L)
 {
     /* stack: ws, key */
     if (mw_lua_push_method(L)) return 1;
-    lua_getiuservalue(L, 1, 1);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-    /* ws.data is made on first use: most sockets never need one */
-    const char *k = lua_tostring(L, 2);
-    if (k && strcmp(k, "data") == 0) {
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, 3, "data");
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+    if (strcmp(k, "req") == 0) {
+        lua_getiuservalue(L, 1, WSUV_REQ);
+    } else if (strcmp(k, "protocol") == 0) {
+        lua_getiuservalue(L, 1, WSUV_PROTOCOL);
+    } else if (strcmp(k, "data") == 0) {
+        /* made on first use: most sockets never need one */
+        if (lua_getiuservalue(L, 1, WSUV_DATA) == LUA_TNIL) {
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, 1, WSUV_DATA);
+        }
+    } else {
+        lua_pushnil(L);
     }
     return 1;
 }
