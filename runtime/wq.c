@@ -68,8 +68,6 @@ void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done)
 {
     memset(wq, 0, sizeof *wq);
     wq->on_done = on_done;
-    wq->pending = wq->inline_segs;
-    wq->cap = MW_WQ_INLINE_SEGS;
 }
 
 static void seg_release(struct mw_seg *s)
@@ -80,18 +78,33 @@ static void seg_release(struct mw_seg *s)
         mw_shared_unref(s->buf);
 }
 
+/* Pending-segment arrays: an idle connection holds none, and a busy one
+ * borrows one of MW_WQ_SEGS_SMALL from this pool until its queue empties. */
+#define MW_WQ_SEGS_SMALL 4
+#define MW_WQ_SPARE_SEGS 256
+static _Thread_local struct mw_seg *spare_segs[MW_WQ_SPARE_SEGS];
+static _Thread_local int nspare_segs;
+
+static void segs_put(struct mw_wq *wq)
+{
+    if (!wq->pending) return;
+    if (wq->cap == MW_WQ_SEGS_SMALL && nspare_segs < MW_WQ_SPARE_SEGS)
+        spare_segs[nspare_segs++] = wq->pending;
+    else
+        free(wq->pending);
+    wq->pending = NULL;
+    wq->cap = 0;
+}
+
 static struct mw_seg *push(struct mw_wq *wq)
 {
-    if (wq->npending == wq->cap) {
-        uint32_t cap = wq->cap * 2;
-        if (wq->pending == wq->inline_segs) {
-            struct mw_seg *p = mw_xmalloc(cap * sizeof *p);
-            memcpy(p, wq->pending, wq->npending * sizeof *p);
-            wq->pending = p;
-        } else {
-            wq->pending = mw_xrealloc(wq->pending, cap * sizeof *wq->pending);
-        }
-        wq->cap = cap;
+    if (!wq->pending) {
+        wq->pending = nspare_segs ? spare_segs[--nspare_segs]
+                                  : mw_xmalloc(MW_WQ_SEGS_SMALL * sizeof *wq->pending);
+        wq->cap = MW_WQ_SEGS_SMALL;
+    } else if (wq->npending == wq->cap) {
+        wq->cap *= 2;
+        wq->pending = mw_xrealloc(wq->pending, wq->cap * sizeof *wq->pending);
     }
     return &wq->pending[wq->npending++];
 }
@@ -170,12 +183,7 @@ int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream)
 {
     uv_buf_t iov[MW_WQ_MAX_IOV];
     int rc = flush_pending(wq, stream, iov);
-    if (wq->npending == 0 && wq->pending != wq->inline_segs) {
-        /* a burst grew the array; an idle connection should not keep it */
-        free(wq->pending);
-        wq->pending = wq->inline_segs;
-        wq->cap = MW_WQ_INLINE_SEGS;
-    }
+    if (wq->npending == 0) segs_put(wq);
     return rc;
 }
 
@@ -231,8 +239,6 @@ void mw_wq_free(struct mw_wq *wq)
         wq->queued_bytes -= wq->pending[i].len;
         seg_release(&wq->pending[i]);
     }
-    if (wq->pending != wq->inline_segs) free(wq->pending);
-    wq->pending = wq->inline_segs;
+    segs_put(wq);
     wq->npending = 0;
-    wq->cap = MW_WQ_INLINE_SEGS;
 }

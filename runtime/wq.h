@@ -35,15 +35,13 @@ struct mw_seg {
 struct mw_wq;
 typedef void (*mw_wq_done_cb)(struct mw_wq *wq, int status);
 
-#define MW_WQ_INLINE_SEGS 2
 
 struct mw_wq {
-    struct mw_seg *pending; /* not yet handed to libuv: inline_segs until more are needed */
+    struct mw_seg *pending; /* not yet handed to libuv; NULL while there is none */
     uint32_t npending, cap;
     size_t queued_bytes;    /* pending + in flight, not yet on the socket */
     int writes_in_flight;   /* uv_write requests not yet called back */
     mw_wq_done_cb on_done;  /* after each uv_write completes */
-    struct mw_seg inline_segs[MW_WQ_INLINE_SEGS]; /* most responses need no more */
 };
 
 void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done);
