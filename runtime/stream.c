@@ -1,11 +1,11 @@
 /* stream.c - SSE streams: hub delivery, resume ids, heartbeats.
  *
- * Heartbeats are deadlines on the shared timer (deadline.c), so ten
- * thousand idle streams cost no timer handle each. */
+ * A heartbeat is the connection's own timeout (a deadline on the shared
+ * timer, deadline.c), so ten thousand idle streams cost no timer of their
+ * own. */
 #include "stream.h"
 #include "buf.h"
 #include "conn.h"
-#include "deadline.h"
 #include "http.h"
 #include "log.h"
 #include "lua_sse.h"
@@ -14,7 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
 /* ----------------------------------------------------------- heartbeats */
 
