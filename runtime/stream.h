@@ -1,5 +1,5 @@
-/* stream.h - an open Server-Sent Events response: hub subscriptions with
- * their resume ids, heartbeats, and the slow-consumer rule. The response is
+/* stream.h - an open Server-Sent Events response: its hub feed (feed.h),
+ * resume ids from Last-Event-ID, and heartbeats. The response is
  * close-delimited (no chunking), so a hub message's encoded event is the
  * same bytes for every subscriber and is queued by reference. */
 #ifndef MW_STREAM_H
@@ -8,41 +8,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hub.h"
+#include "feed.h"
 
 struct mw_req;
 struct mw_server;
 struct mw_stream;
 
-struct mw_stream_sub {
-    struct mw_sub sub;         /* first: the hub hands it back to us; sub.owner is the stream */
-    char *event;               /* event name for this channel's messages, or NULL */
-    uint64_t last_id;          /* newest id of this channel the client has */
-    int catching_up;           /* replaying history as the queue drains */
-};
-
 /* Paid per open stream, for as long as it is open: most streams follow one
- * channel, so the first subscription lives inside, and the heartbeat is the
+ * channel, which the feed keeps inside, and the heartbeat is the
  * connection's own timer. */
 struct mw_stream {
     struct mw_req *req;          /* owner; NULL once the request is gone */
-    union {                      /* in subscription order (mw_stream_sub_at) */
-        struct mw_stream_sub *one;   /* nsubs <= 1 */
-        struct mw_stream_sub **many; /* nsubs > 1 */
-    } subs;
-    struct mw_stream_sub first;  /* storage for one subscription */
+    struct mw_feed feed;         /* hub subscriptions; sub.owner is the stream */
     char **resume;               /* Last-Event-ID split at commas, one per channel */
-    uint32_t nsubs, nresume;
+    uint32_t nresume;
     uint32_t heartbeat_ms;       /* 0: none */
     int lua_ref;                 /* anchors the Lua stream object while open */
     uint8_t closed;
-    uint8_t first_used;          /* `first` holds a subscription */
 };
-
-static inline struct mw_stream_sub *mw_stream_sub_at(const struct mw_stream *s, size_t i)
-{
-    return s->nsubs > 1 ? s->subs.many[i] : s->subs.one;
-}
 
 enum { MW_STREAM_OK = 0, MW_STREAM_CLOSED = -1, MW_STREAM_FULL = -2, MW_STREAM_DUP = -3 };
 
