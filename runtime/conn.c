@@ -178,6 +178,8 @@ static void on_deadline(struct mw_deadline *d)
     conn->timer_kind = MW_TIMER_NONE;
     if (kind == MW_TIMER_LINGER) {
         mw_conn_close(conn, "linger timeout");
+    } else if (kind == MW_TIMER_WS && conn->ws) {
+        mw_ws_timeout(conn->ws);
     } else if (conn->state == MW_CONN_OPEN) {
         mw_http_timeout(conn, kind);
     }
@@ -210,7 +212,7 @@ void mw_conn_accept(struct mw_server *srv)
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
-    mw_wq_init(&conn->wq, on_write_done);
+    mw_wq_init(&conn->wq);
     mw_http_conn_init(conn);
 
     conn->next = srv->conns;
@@ -306,7 +308,7 @@ void mw_conn_run_work(struct mw_conn *conn, int work)
     mw_http_conn_trim(conn);
     if (conn->state == MW_CONN_CLOSING) return;
     if (conn->wq.npending) {
-        int rc = mw_wq_flush(&conn->wq, (uv_stream_t *)&conn->tcp);
+        int rc = mw_wq_flush(&conn->wq, (uv_stream_t *)&conn->tcp, on_write_done);
         if (rc < 0) {
             mw_conn_close(conn, uv_strerror(rc));
             return;

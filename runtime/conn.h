@@ -28,6 +28,7 @@ enum mw_conn_timer {
     MW_TIMER_SEND,    /* a writer waits on a client that reads nothing: close */
     MW_TIMER_LINGER,  /* after FIN, reading what the client still sends */
     MW_TIMER_HEARTBEAT, /* an SSE stream's next comment line */
+    MW_TIMER_WS,      /* a WebSocket's next ping, or the end of its closing handshake */
 };
 
 /* Deferred work flags, run by the server's end-of-turn sweep. */

@@ -4,8 +4,10 @@
 
 #include <stdlib.h>
 
+/* Deadlines of one duration and callback, in due order. */
 struct mw_deadline_list {
     uint64_t ms;
+    mw_deadline_cb fire;
     struct mw_deadline *head, *tail;
     struct mw_deadline_list *next;
 };
@@ -68,14 +70,14 @@ void mw_deadline_set(struct mw_deadline *d, uv_loop_t *loop, uint64_t ms, mw_dea
 {
     unlink_d(d);
     struct mw_deadline_list *l = lists;
-    while (l && l->ms != ms) l = l->next;
+    while (l && (l->ms != ms || l->fire != fire)) l = l->next;
     if (!l) {
         l = mw_xcalloc(1, sizeof *l);
         l->ms = ms;
+        l->fire = fire;
         l->next = lists;
         lists = l;
     }
-    d->fire = fire;
     d->due_ms = uv_now(loop) + (ms ? ms : 1); /* "now" would fire in a loop */
     d->list = l;
     d->prev = l->tail;
@@ -100,7 +102,7 @@ static void on_timer(uv_timer_t *t)
         while (l->head && l->head->due_ms <= now) {
             struct mw_deadline *d = l->head;
             unlink_d(d);
-            d->fire(d); /* may set deadlines again, which append */
+            l->fire(d); /* may set deadlines again, which append */
         }
     }
     reschedule(t->loop);

@@ -4,7 +4,8 @@
  * Deadlines with the same duration are kept in one list, which stays in
  * due order because each new one is due last; a single timer waits for
  * the earliest list head. Setting, moving and clearing are O(1) (plus a
- * scan of the few distinct durations), with no per-object timer handle:
+ * scan of the few distinct durations and callbacks), with no per-object
+ * timer handle:
  * connections and SSE heartbeats use this instead of a uv_timer_t each. */
 #ifndef MW_DEADLINE_H
 #define MW_DEADLINE_H
@@ -19,9 +20,8 @@ typedef void (*mw_deadline_cb)(struct mw_deadline *d);
 
 struct mw_deadline {
     struct mw_deadline *prev, *next;
-    struct mw_deadline_list *list; /* NULL when not armed */
+    struct mw_deadline_list *list; /* NULL when not armed; holds the callback */
     uint64_t due_ms;               /* loop time */
-    mw_deadline_cb fire;
 };
 
 /* Arms (or moves) d to fire `ms` from now. `ms` must be > 0. */

@@ -78,7 +78,7 @@ static int try_offer(const char *s, size_t len, struct mw_pmd *pmd, struct mw_bu
         }
     }
     pmd->enabled = 1;
-    pmd->server_window_bits = server_bits;
+    pmd->server_window_bits = (uint8_t)server_bits;
     mw_buf_appends(response, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
     if (seen_smwb) mw_buf_appendf(response, "; server_max_window_bits=%d", server_bits);
     return 1;

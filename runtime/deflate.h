@@ -11,12 +11,13 @@
 #define MW_DEFLATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 
 struct mw_pmd {
-    int enabled;
-    int server_window_bits; /* our deflate window (9..15) */
+    uint8_t enabled;
+    uint8_t server_window_bits; /* our deflate window (9..15) */
 };
 
 /* Picks the first acceptable offer in a Sec-WebSocket-Extensions value.

@@ -6,6 +6,7 @@
  * response is done, which keeps answers in order). llhttp never calls into
  * Lua: callbacks only record, and mw_http_feed acts between executes. */
 #include "http.h"
+#include "head.h"
 #include "conn.h"
 #include "mw_limits.h"
 #include "log.h"
@@ -121,15 +122,20 @@ void mw_http_release_pool(void)
     req_pool_len = 0;
 }
 
-const char *mw_req_id(struct mw_req *req)
+const char *mw_req_id_of(struct mw_server *srv, uint64_t seq)
 {
     /* made when asked (a log line, an error page), not kept per request */
     static _Thread_local char ids[2][48];
     static _Thread_local int next;
     char *id = ids[next];
     next ^= 1;
-    snprintf(id, sizeof ids[0], "%s-%llu", req->srv->id_prefix, (unsigned long long)req->seq);
+    snprintf(id, sizeof ids[0], "%s-%llu", srv->id_prefix, (unsigned long long)seq);
     return id;
+}
+
+const char *mw_req_id(struct mw_req *req)
+{
+    return mw_req_id_of(req->srv, req->seq);
 }
 
 /* Detaches req from its connection; frees it unless its handler runs. */
@@ -140,17 +146,17 @@ static void req_detach(struct mw_req *req)
     req->conn = NULL;
     if (req->stream) mw_stream_close(req->stream, 0); /* the client left: noticed now */
     if (req->waiter) mw_lua_req_notify(req);
-    if (!req->handler_running && !req->held) req_free(req);
+    if (!req->handler_running) req_free(req);
 }
 
 void mw_req_handler_done(struct mw_req *req)
 {
     req->handler_running = 0;
-    if (!req->conn && !req->held) req_free(req);
+    if (!req->conn) req_free(req);
 }
 
-/* A request that stays alive with a long-lived connection (an SSE stream,
- * a WebSocket's ws.req): its response-head storage and body buffer go, and
+/* A request that stays alive with a long-lived connection (an SSE
+ * stream): its response-head storage and body buffer go, and
  * its headers and their bytes move into one block cut to size, since such
  * connections may stay open for days. Header callbacks store nothing into
  * a packed request (only trailers could still come). */
@@ -183,35 +189,21 @@ void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len)
     mw_wq_copy(&conn->wq, scratch.data, scratch.len);
     mw_conn_defer(conn, MW_WORK_FLUSH);
     req->res_state = MW_RES_DONE;
-    req->held = 1;
-    compact(req);
-    /* HTTP is over on this connection: the parser never runs again, and
-     * the bytes after the request belong to the WebSocket */
+    /* HTTP is over on this connection: the parser never runs again, the
+     * bytes after the request belong to the WebSocket, and the request
+     * goes when its handler returns (ws.req reads a copy of its head) */
     conn->req = NULL;
+    req->conn = NULL;
     conn->parse_blocked = 1;
     mw_conn_set_timer(conn, MW_TIMER_NONE, 0);
     mw_conn_defer(conn, MW_WORK_FEED); /* frames that came with the request */
 }
 
-void mw_req_release(struct mw_req *req)
-{
-    req->held = 0;
-    req->conn = NULL;
-    if (!req->handler_running) req_free(req);
-}
-
 int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, struct mw_buf *out)
 {
-    int found = 0;
-    for (size_t i = 0; i < req->nhdrs; i++) {
-        const struct mw_req_header *h = &req->hdrs[i];
-        if (h->name.len != nlen || memcmp(req->hbuf.data + h->name.off, lname, nlen) != 0)
-            continue;
-        if (found) mw_buf_append(out, ", ", 2);
-        mw_buf_append(out, req->hbuf.data + h->value.off, h->value.len);
-        found = 1;
-    }
-    return found;
+    struct mw_head_view v;
+    mw_head_view_req(&v, req);
+    return mw_head_header(&v, lname, nlen, out);
 }
 
 /* ------------------------------------------------------- llhttp callbacks */
@@ -303,24 +295,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 
 int mw_req_header_has_token(const struct mw_req *req, const char *name, const char *token)
 {
-    struct mw_buf v;
-    mw_buf_init(&v);
-    int found = 0;
-    if (mw_req_header(req, name, strlen(name), &v)) {
-        /* a comma-separated list; each element's token ends at ';' (parameters) */
-        size_t tl = strlen(token), i = 0;
-        while (i < v.len && !found) {
-            while (i < v.len && (v.data[i] == ' ' || v.data[i] == '\t' || v.data[i] == ',')) i++;
-            size_t s = i;
-            while (i < v.len && v.data[i] != ',') i++;
-            size_t e = s;
-            while (e < i && v.data[e] != ';') e++;
-            while (e > s && (v.data[e - 1] == ' ' || v.data[e - 1] == '\t')) e--;
-            found = e - s == tl && strncasecmp(v.data + s, token, tl) == 0;
-        }
-    }
-    mw_buf_free(&v);
-    return found;
+    struct mw_head_view v;
+    mw_head_view_req(&v, req);
+    return mw_head_has_token(&v, name, token);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -330,7 +307,8 @@ static int on_headers_complete(llhttp_t *p)
     req->http_major = llhttp_get_http_major(p);
     req->http_minor = llhttp_get_http_minor(p);
     req->keep_alive = llhttp_should_keep_alive(p) ? 1 : 0;
-    req->is_head = llhttp_get_method(p) == HTTP_HEAD;
+    req->method_code = (uint8_t)llhttp_get_method(p);
+    req->is_head = req->method_code == HTTP_HEAD;
     req->upgrade = llhttp_get_upgrade(p) ? 1 : 0;
     if (p->flags & F_CONTENT_LENGTH) req->content_length = (long long)p->content_length;
     req->expect_continue = req->http_minor >= 1 && mw_req_header_has_token(req, "expect", "100-continue");

@@ -41,8 +41,8 @@ struct mw_req_header {
     struct mw_req_span value;
 };
 
-/* Field order and widths matter: an SSE stream or a WebSocket keeps its
- * request for as long as it is open, so this is paid per idle client. */
+/* Field order and widths matter: an SSE stream keeps its request for as
+ * long as it is open, so this is paid per idle client. */
 struct mw_req {
     struct mw_conn *conn;  /* NULL once the connection is gone */
     struct mw_server *srv;
@@ -56,6 +56,7 @@ struct mw_req {
     uint32_t header_bytes; /* counted against max_header_bytes */
     uint32_t gen;          /* bumped when the request ends; Lua handles hold (req, gen) */
     uint8_t http_major, http_minor;
+    uint8_t method_code;   /* llhttp_method_t */
     uint8_t res_state;     /* enum mw_res_state */
     uint8_t wait;          /* enum mw_req_wait */
     unsigned in_value : 1;        /* parser is inside a header value */
@@ -70,7 +71,6 @@ struct mw_req {
     unsigned upgrade : 1;         /* Upgrade request (WebSocket) */
     unsigned handler_running : 1; /* its coroutine has not finished */
     unsigned close_after : 1;     /* close once the response is out */
-    unsigned held : 1;            /* kept for a WebSocket as its ws.req */
     unsigned res_chunked : 1;     /* body framed as chunks */
     unsigned hpacked : 1;         /* hdrs and hbuf share one block (compact) */
     long long content_length;     /* declared length, -1 when none */
@@ -125,6 +125,7 @@ void mw_http_release_pool(void);
 /* The request's id for logs and error pages ("prefix-seq"), in a buffer
  * that the next two calls reuse. */
 const char *mw_req_id(struct mw_req *req);
+const char *mw_req_id_of(struct mw_server *srv, uint64_t seq);
 /* The handler's coroutine finished; frees the request if nothing holds it. */
 void mw_req_handler_done(struct mw_req *req);
 /* 1 if the header's comma-separated list holds `token` (any case). */
@@ -136,11 +137,9 @@ int mw_req_header(const struct mw_req *req, const char *lname, size_t nlen, stru
 struct mw_stream *mw_req_start_stream(struct mw_req *req, uint32_t heartbeat_ms,
                                       const char *last_event_id);
 /* Answers a WebSocket handshake with 101 and the given extra header lines
- * ("Name: value\r\n"...), and takes the connection out of HTTP: req stays
- * alive (held) as the socket's ws.req until mw_req_release. */
+ * ("Name: value\r\n"...), and takes the connection out of HTTP: the
+ * request is over (the caller copied what it keeps of it, head.h). */
 void mw_req_upgrade(struct mw_req *req, const char *extra_headers, size_t len);
-/* Drops the hold of an upgraded request; frees it if nothing else holds it. */
-void mw_req_release(struct mw_req *req);
 /* Ends a stream's response; the connection closes once the queue drains. */
 void mw_req_finish_stream(struct mw_req *req);
 /* The first value of query parameter `name` (decoded), appended to out. */

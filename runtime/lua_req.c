@@ -9,6 +9,7 @@
  * query, cookies, ...) computed on first use, and apps may add their own.
  * Methods live in tables that lualib extends with the Lua-written ones. */
 #include "conn.h"
+#include "head.h"
 #include "http.h"
 #include "log.h"
 #include "lua_core.h"
@@ -32,11 +33,20 @@ static char req_mt_key, res_mt_key;
 /* ------------------------------------------------------------- accessors */
 
 struct handle {
-    struct mw_req *req;
+    struct mw_req *req;  /* NULL for a kept head */
     uint32_t gen;
+    uint8_t app_fields;  /* req: the app stored a field on it */
+    uint8_t method;      /* req: llhttp_method_t + 1 (0: unknown), for req.method once it is over */
 };
 
-static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
+/* A req handle reads either a live request or, for a WebSocket's ws.req,
+ * the head kept with the socket (head.h), once the exchange is over. */
+struct req_handle {
+    struct handle h;
+    struct mw_head *head; /* the kept head; NULL once the socket is gone */
+};
+
+static struct handle *to_handle(lua_State *L, int idx, const char *mt)
 {
     void *key = mt[11] == 'q' ? (void *)&req_mt_key : (void *)&res_mt_key; /* moonwire.re[qs] */
     struct handle *ud = lua_touserdata(L, idx);
@@ -47,7 +57,32 @@ static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
         lua_pop(L, 2);
     }
     if (!ok) luaL_typeerror(L, idx, mt);
-    return ud->req->gen == ud->gen ? ud->req : NULL;
+    return ud;
+}
+
+static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
+{
+    struct handle *ud = to_handle(L, idx, mt);
+    return ud->req && ud->req->gen == ud->gen ? ud->req : NULL;
+}
+
+/* The head of the req handle at idx, live or kept; 0 when it is gone. */
+static int get_view(lua_State *L, int idx, struct mw_head_view *v)
+{
+    struct req_handle *rh = (struct req_handle *)to_handle(L, idx, REQ_MT);
+    if (rh->head) {
+        mw_head_view_packed(v, rh->head);
+        return 1;
+    }
+    struct mw_req *req = rh->h.req && rh->h.req->gen == rh->h.gen ? rh->h.req : NULL;
+    if (!req) return 0;
+    mw_head_view_req(v, req);
+    return 1;
+}
+
+static void check_view(lua_State *L, struct mw_head_view *v)
+{
+    if (!get_view(L, 1, v)) luaL_error(L, "this request is finished (its handler returned)");
 }
 
 /* The request, or a raised error if its record is gone (only after the
@@ -71,14 +106,18 @@ static struct mw_req *check_req(lua_State *L)
     return req;
 }
 
-static int push_handle(lua_State *L, struct mw_req *req, void *mt_key, int nuv)
+static struct handle *push_handle(lua_State *L, struct mw_req *req, void *mt_key)
 {
-    struct handle *ud = lua_newuserdatauv(L, sizeof *ud, nuv);
+    int is_req = mt_key == (void *)&req_mt_key;
+    struct handle *ud = lua_newuserdatauv(L, is_req ? sizeof(struct req_handle) : sizeof *ud, is_req);
     ud->req = req;
-    ud->gen = req->gen;
+    ud->gen = req ? req->gen : 0;
+    ud->app_fields = 0;
+    ud->method = req ? (uint8_t)(req->method_code + 1) : 0;
+    if (is_req) ((struct req_handle *)ud)->head = NULL;
     lua_rawgetp(L, LUA_REGISTRYINDEX, mt_key);
     lua_setmetatable(L, -2);
-    return 1;
+    return ud;
 }
 
 /* ---------------------------------------------------------- waking waits */
@@ -209,7 +248,8 @@ static int req_chunks(lua_State *L)
 /* req:header(name) -> value | nil (any case; repeats joined by ", ") */
 static int req_header(lua_State *L)
 {
-    struct mw_req *req = check_req(L);
+    struct mw_head_view hv;
+    check_view(L, &hv);
     size_t len;
     const char *name = luaL_checklstring(L, 2, &len);
     char lname[256];
@@ -217,7 +257,7 @@ static int req_header(lua_State *L)
     for (size_t i = 0; i < len; i++) lname[i] = (char)tolower((unsigned char)name[i]);
     struct mw_buf v;
     mw_buf_init(&v);
-    int found = mw_req_header(req, lname, len, &v);
+    int found = mw_head_header(&hv, lname, len, &v);
     if (found) lua_pushlstring(L, v.data ? v.data : "", v.len);
     mw_buf_free(&v);
     return found;
@@ -232,19 +272,20 @@ static void push_decoded(lua_State *L, const char *s, size_t len)
     luaL_pushresultsize(&b, n);
 }
 
-static const char *target_query(struct mw_req *req, size_t *qlen)
+static const char *target_query(const struct mw_head_view *v, size_t *qlen)
 {
-    return mw_url_query(req->hbuf.data + req->target.off, req->target.len, qlen);
+    return mw_url_query(v->target, v->target_len, qlen);
 }
 
 /* req:query_all(name) -> { values... } in order */
 static int req_query_all(lua_State *L)
 {
-    struct mw_req *req = check_req(L);
+    struct mw_head_view hv;
+    check_view(L, &hv);
     size_t nlen;
     const char *name = luaL_checklstring(L, 2, &nlen);
     size_t qlen, pos = 0;
-    const char *qs = target_query(req, &qlen);
+    const char *qs = target_query(&hv, &qlen);
     lua_newtable(L);
     lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
     lua_setmetatable(L, -2);
@@ -277,30 +318,32 @@ static int req_set_body_limit(lua_State *L)
     return 0;
 }
 
-static void push_headers(lua_State *L, struct mw_req *req)
+static void push_headers(lua_State *L, const struct mw_head_view *v)
 {
-    lua_createtable(L, 0, (int)req->nhdrs);
-    for (size_t i = 0; i < req->nhdrs; i++) {
-        struct mw_req_header *h = &req->hdrs[i];
-        lua_pushlstring(L, req->hbuf.data + h->name.off, h->name.len);
+    struct mw_hdr_iter it;
+    struct mw_hdr h;
+    lua_createtable(L, 0, v->req ? (int)v->req->nhdrs : 8);
+    mw_hdr_iter_init(&it, v);
+    while (mw_hdr_next(&it, &h)) {
+        lua_pushlstring(L, h.name, h.nlen);
         lua_pushvalue(L, -1);
         if (lua_rawget(L, -3) == LUA_TSTRING) {
             /* stack: t, name, old */
             lua_pushliteral(L, ", ");
-            lua_pushlstring(L, req->hbuf.data + h->value.off, h->value.len);
+            lua_pushlstring(L, h.value, h.vlen);
             lua_concat(L, 3);
         } else {
             lua_pop(L, 1);
-            lua_pushlstring(L, req->hbuf.data + h->value.off, h->value.len);
+            lua_pushlstring(L, h.value, h.vlen);
         }
         lua_rawset(L, -3);
     }
 }
 
-static void push_query(lua_State *L, struct mw_req *req)
+static void push_query(lua_State *L, const struct mw_head_view *hv)
 {
     size_t qlen, pos = 0;
-    const char *qs = target_query(req, &qlen);
+    const char *qs = target_query(hv, &qlen);
     lua_newtable(L);
     struct mw_span k, v;
     while (qs && mw_query_next(qs, qlen, &pos, &k, &v)) {
@@ -316,12 +359,12 @@ static void push_query(lua_State *L, struct mw_req *req)
     }
 }
 
-static void push_cookies(lua_State *L, struct mw_req *req)
+static void push_cookies(lua_State *L, const struct mw_head_view *hv)
 {
     struct mw_buf v;
     mw_buf_init(&v);
     lua_newtable(L);
-    if (mw_req_header(req, "cookie", 6, &v)) {
+    if (mw_head_header(hv, "cookie", 6, &v)) {
         size_t i = 0;
         while (i < v.len) {
             while (i < v.len && (v.data[i] == ' ' || v.data[i] == ';' || v.data[i] == ',')) i++;
@@ -350,13 +393,13 @@ static void push_cookies(lua_State *L, struct mw_req *req)
     mw_buf_free(&v);
 }
 
-static int push_remote_addr(lua_State *L, struct mw_req *req)
+static int push_remote_addr(lua_State *L, struct mw_conn *conn)
 {
-    if (!req->conn) return 0;
+    if (!conn) return 0;
     struct sockaddr_storage sa;
     int len = sizeof sa;
     char ip[64];
-    if (uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&sa, &len) != 0) return 0;
+    if (uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&sa, &len) != 0) return 0;
     if (sa.ss_family == AF_INET6)
         uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
     else
@@ -366,28 +409,46 @@ static int push_remote_addr(lua_State *L, struct mw_req *req)
 }
 
 /* Computes a lazy field; returns 1 with it pushed, or 0. */
-static int compute_field(lua_State *L, struct mw_req *req, const char *k)
+static _Thread_local struct mw_path scratch_path;
+
+static int compute_field(lua_State *L, const struct mw_head_view *v, const char *k)
 {
     if (strcmp(k, "headers") == 0) {
-        push_headers(L, req);
+        push_headers(L, v);
     } else if (strcmp(k, "params") == 0) {
         lua_newtable(L); /* a route without parameters: made when asked for */
     } else if (strcmp(k, "query") == 0) {
-        push_query(L, req);
+        push_query(L, v);
     } else if (strcmp(k, "cookies") == 0) {
-        push_cookies(L, req);
+        push_cookies(L, v);
     } else if (strcmp(k, "target") == 0) {
-        lua_pushlstring(L, req->hbuf.data + req->target.off, req->target.len);
+        lua_pushlstring(L, v->target, v->target_len);
+    } else if (strcmp(k, "method") == 0) {
+        lua_pushlstring(L, v->method, v->method_len);
+    } else if (strcmp(k, "path") == 0) {
+        if (mw_path_parse(&scratch_path, v->target, v->target_len) != MW_URL_OK) return 0;
+        lua_pushlstring(L, scratch_path.text.data, scratch_path.text.len);
     } else if (strcmp(k, "id") == 0) {
-        lua_pushstring(L, mw_req_id(req));
+        lua_pushstring(L, mw_req_id_of(mw_vm_of(L)->srv, v->seq));
     } else if (strcmp(k, "http_version") == 0) {
-        lua_pushfstring(L, "%d.%d", req->http_major, req->http_minor);
+        lua_pushfstring(L, "%d.%d", v->http_major, v->http_minor);
     } else if (strcmp(k, "remote_addr") == 0) {
-        return push_remote_addr(L, req);
+        return push_remote_addr(L, v->conn);
     } else {
         return 0;
     }
     return 1;
+}
+
+/* The handle's field table (made when first needed: a kept head's handle
+ * starts without one), pushed. */
+static void push_fields(lua_State *L, int idx)
+{
+    if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, 1);
 }
 
 static int req_index(lua_State *L)
@@ -397,22 +458,41 @@ static int req_index(lua_State *L)
     lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;
     lua_settop(L, 2);
-    lua_getiuservalue(L, 1, 1);
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, -2) != LUA_TNIL) return 1;
+    }
+    lua_settop(L, 2);
+    struct mw_head_view v;
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    if (!get_view(L, 1, &v)) {
+        /* over: what was read while it lived is cached; the method is kept */
+        struct handle *h = to_handle(L, 1, REQ_MT);
+        if (!h->method || strcmp(lua_tostring(L, 2), "method") != 0) return 0;
+        lua_pushstring(L, llhttp_method_name((llhttp_method_t)(h->method - 1)));
+        return 1;
+    }
+    if (!compute_field(L, &v, lua_tostring(L, 2))) return 0;
+    push_fields(L, 1);
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-    /* stack: req, key, fields, nil */
-    struct mw_req *req = get_req(L, 1, REQ_MT);
-    if (!req || lua_type(L, 2) != LUA_TSTRING) return 0;
-    if (!compute_field(L, req, lua_tostring(L, 2))) return 0;
-    lua_pushvalue(L, 2);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, 3);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
     return 1;
 }
 
 static int req_newindex(lua_State *L)
 {
-    lua_getiuservalue(L, 1, 1);
+    /* stack: req, key, value */
+    struct req_handle *rh = (struct req_handle *)to_handle(L, 1, REQ_MT);
+    rh->h.app_fields = 1;
+    if (rh->head && rh->head->lua_ref == LUA_NOREF) {
+        /* a kept head's handle now holds what only the app knows: it
+         * lives as long as the socket */
+        lua_pushvalue(L, 1);
+        rh->head->lua_ref = mw_lua_ref(L);
+    }
+    push_fields(L, 1);
     lua_insert(L, 2);
     lua_rawset(L, 2);
     return 0;
@@ -420,13 +500,20 @@ static int req_newindex(lua_State *L)
 
 static int req_tostring(lua_State *L)
 {
-    struct mw_req *req = get_req(L, 1, REQ_MT);
-    if (!req) {
+    struct mw_head_view v;
+    if (!get_view(L, 1, &v)) {
         lua_pushliteral(L, "moonwire.req (finished)");
         return 1;
     }
-    lua_pushfstring(L, "moonwire.req %s %.*s%s", mw_req_id(req), (int)req->target.len,
-                    req->hbuf.data + req->target.off, req->conn ? "" : " (client gone)");
+    /* lua_pushfstring has no %.*s */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "moonwire.req ");
+    luaL_addstring(&b, mw_req_id_of(mw_vm_of(L)->srv, v.seq));
+    luaL_addchar(&b, ' ');
+    luaL_addlstring(&b, v.target, v.target_len);
+    if (!v.conn) luaL_addstring(&b, " (client gone)");
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -757,6 +844,93 @@ static int res_tostring(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------ kept heads */
+
+/* Handles of kept heads, by slot, in a table with weak values: an idle
+ * socket whose app never looks at ws.req costs a slot, not a handle and
+ * its field table. Slots are handed out here, not by luaL_ref: a slot
+ * whose handle was collected is still taken. */
+static char kept_key;
+static _Thread_local int *free_slots;
+static _Thread_local size_t nfree, free_cap;
+static _Thread_local int next_slot;
+
+static int slot_take(void)
+{
+    if (nfree) return free_slots[--nfree];
+    return ++next_slot;
+}
+
+static void slot_give(int slot)
+{
+    if (nfree == free_cap) {
+        free_cap = free_cap ? free_cap * 2 : 64;
+        free_slots = mw_xrealloc(free_slots, free_cap * sizeof *free_slots);
+    }
+    free_slots[nfree++] = slot;
+}
+
+void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
+{
+    idx = lua_absindex(L, idx);
+    struct req_handle *rh = (struct req_handle *)to_handle(L, idx, REQ_MT);
+    rh->h.req = NULL;
+    rh->head = head;
+    if (rh->h.app_fields) {
+        lua_pushvalue(L, idx);
+        head->lua_ref = mw_lua_ref(L);
+    } else {
+        /* only what the head says: made again when asked for */
+        lua_pushnil(L);
+        lua_setiuservalue(L, idx, 1);
+    }
+    head->lua_slot = slot_take();
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
+    lua_pushvalue(L, idx);
+    lua_rawseti(L, -2, head->lua_slot);
+    lua_pop(L, 1);
+}
+
+void mw_lua_req_push_kept(lua_State *L, struct mw_head *head)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
+    if (lua_rawgeti(L, -1, head->lua_slot) == LUA_TNIL) {
+        lua_pop(L, 1);
+        struct req_handle *rh = (struct req_handle *)push_handle(L, NULL, &req_mt_key);
+        rh->head = head;
+        rh->h.method = HTTP_GET + 1; /* a WebSocket handshake's */
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, head->lua_slot);
+    }
+    lua_remove(L, -2);
+}
+
+int mw_lua_req_drop_kept(lua_State *L, struct mw_head *head)
+{
+    int found = 0;
+    if (head->lua_slot) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
+        if (lua_rawgeti(L, -1, head->lua_slot) != LUA_TNIL) {
+            ((struct req_handle *)lua_touserdata(L, -1))->head = NULL;
+            found = 1;
+        }
+        lua_pushnil(L);
+        lua_rawseti(L, -3, head->lua_slot);
+        lua_remove(L, -2);
+        if (!found) lua_pop(L, 1);
+        slot_give(head->lua_slot);
+        head->lua_slot = 0;
+    }
+    mw_lua_unref(L, head->lua_ref);
+    head->lua_ref = LUA_NOREF;
+    return found;
+}
+
+void mw_lua_req_push_finished(lua_State *L)
+{
+    push_handle(L, NULL, &req_mt_key);
+}
+
 /* ------------------------------------------------------------- dispatch */
 
 static void handler_done(struct mw_co *co, const char *err, void *ud)
@@ -778,8 +952,6 @@ static void handler_done(struct mw_co *co, const char *err, void *ud)
     mw_req_handler_done(req);
 }
 
-static _Thread_local struct mw_path scratch_path;
-
 void mw_lua_req_dispatch(struct mw_req *req)
 {
     struct mw_vm *vm = mw_vm_of(NULL);
@@ -790,21 +962,13 @@ void mw_lua_req_dispatch(struct mw_req *req)
     lua_rawgeti(T, LUA_REGISTRYINDEX, vm->app_ref);
 
     /* stack: dispatch, app */
-    push_handle(T, req, &req_mt_key, 1);
-    lua_createtable(T, 0, 4);
+    /* its fields (method, path, ...) are made when first read */
     lua_pushlstring(T, req->hbuf.data + req->method.off, req->method.len);
-    lua_pushvalue(T, -1);
-    lua_setfield(T, -3, "method");
-    lua_insert(T, -3);
-    /* stack: dispatch, app, method, req, fields */
+    push_handle(T, req, &req_mt_key);
+    /* stack: dispatch, app, method, req */
     struct mw_path *p = &scratch_path;
     int rc = mw_path_parse(p, req->hbuf.data + req->target.off, req->target.len);
-    if (rc == MW_URL_OK) {
-        lua_pushlstring(T, p->text.data, p->text.len);
-        lua_setfield(T, -2, "path");
-    }
-    lua_setiuservalue(T, -2, 1);
-    push_handle(T, req, &res_mt_key, 0);
+    push_handle(T, req, &res_mt_key);
     /* stack: dispatch, app, method, req, res */
     lua_rotate(T, -3, 2);
     /* stack: dispatch, app, req, res, method */
@@ -857,6 +1021,12 @@ void mw_lua_open_req(lua_State *L)
                                            {"_close_after", res_close_after},
                                            {NULL, NULL}};
     /* stack: core */
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &kept_key);
     luaL_newmetatable(L, REQ_MT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);

@@ -1,13 +1,20 @@
 /* lua_ws.c - WebSocket from Lua.
  *
- * Each socket has a record (struct lws) that outlives the C engine's view
- * of the connection until its close event has run. Events wait in the
- * record's inbox and run one at a time, each in its own coroutine, so a
- * message handler that waits holds back the next message, never runs
- * beside it. A full inbox pauses reading. The Lua `ws` object holds the
- * record through a cell: after the socket is gone, send returns false. */
-#include "cell.h"
+ * Each socket is one allocation (struct lws): the C engine, the app's
+ * inbox of events, its hub feed and a packed copy of the handshake's head
+ * for ws.req. It outlives the connection until its close event has run.
+ * Events wait in the inbox and run one at a time, each in its own
+ * coroutine, so a message handler that waits holds back the next message,
+ * never runs beside it. A full inbox pauses reading. The Lua `ws` object
+ * points at the record until then; after, send returns false.
+ *
+ * An idle socket should cost little: the Lua side is the handle alone.
+ * Its route's handlers are shared by every socket on the route, and ws.req
+ * is made from the kept head when asked for (lua_req.c keeps the one the
+ * app saw for as long as anything refers to it). */
 #include "conn.h"
+#include "feed.h"
+#include "head.h"
 #include "http.h"
 #include "hub.h"
 #include "json_text.h"
@@ -30,9 +37,9 @@
 
 #define WS_MT "moonwire.ws"
 
-/* A socket's Lua handle keeps what the app reads from it in user values,
- * not a table of its own: an idle socket should cost little. */
-enum { WSUV_REQ = 1, WSUV_HANDLERS, WSUV_PATTERN, WSUV_PROTOCOL, WSUV_DATA, WSUV_COUNT = WSUV_DATA };
+/* The handle's user values: ws.data (made on first use), and once the
+ * socket is gone, what it still answers for: { req =, protocol = }. */
+enum { WSUV_DATA = 1, WSUV_GONE, WSUV_COUNT = WSUV_GONE };
 #define INBOX_MAX_BYTES (1024 * 1024) /* queued to the app before reading pauses */
 #define INBOX_MAX_EVENTS 1024
 
@@ -45,46 +52,76 @@ struct ws_event {
     struct mw_buf data;
 };
 
-struct lws;
-
-struct lws_sub {
-    struct mw_sub sub; /* first: the hub hands it back */
-    struct lws *rec;
-    int envelope;
-    uint64_t last_id;  /* the client has the channel's messages up to this one */
-    int catching_up;   /* a replay waits in the history for the queue to drain */
+/* A route's handlers, shared by its sockets. After a reload, the first
+ * event on any of them finds the new version's handlers by pattern. */
+struct ws_route {
+    struct ws_route *next;
+    char *pattern;
+    int handlers_ref;
+    int version;       /* the app version the handlers are from */
+    int sockets;
 };
 
 struct lws {
-    struct mw_ws *ws;          /* the engine; NULL once freed */
-    struct mw_cell *cell;      /* shared with the Lua handle */
-    struct mw_req *req;        /* the handshake request (held) */
+    struct mw_ws ws;           /* the engine; its callbacks find the record from it */
+    struct ws_route *route;
+    struct ws_event *inbox;    /* the newest event; its next is the oldest (a ring) */
+    uint32_t inbox_bytes, inbox_events;
     int self_ref;              /* anchors the Lua handle until the close event ran */
-    struct ws_event *head, *tail;
-    size_t inbox_bytes, inbox_events;
-    int running, pumping;
-    int closed;                /* the close event was queued */
-    int app_drain;             /* ws:send was refused: drain(ws) is due */
-    struct lws_sub **subs;
-    size_t nsubs;
-    struct lws *prev, *next;   /* every open socket, for shutdown */
-    struct mw_task pump_task;  /* events run from the sweep, never inside the engine */
-    int version;               /* the app version whose handlers it uses */
+    uint16_t protocol;         /* index in protocol_names, 0: none */
+    uint8_t running, pumping;
+    uint8_t closed;            /* the close event was queued */
+    uint8_t app_drain;         /* ws:send was refused: drain(ws) is due */
+    uint8_t due;               /* in the list of records to pump */
+    struct lws *due_next;
+    struct mw_feed feed;       /* hub subscriptions; sub.owner is the record */
+    /* then, in the same block: the handshake's head (ws.req) */
 };
 
-static _Thread_local struct lws *all;
+/* The Lua handle. */
+struct ws_handle {
+    struct lws *rec;           /* NULL once the close event ran */
+};
+
+static _Thread_local struct ws_route *routes;
+/* Records with events to run, pumped from the server's sweep: events
+ * never run inside the engine that reported them. */
+static _Thread_local struct lws *due_head, *due_tail;
+static _Thread_local struct mw_task pump_due_task;
+/* Negotiated subprotocol names, interned: apps name a handful. */
+static _Thread_local char **protocol_names;
+static _Thread_local size_t nprotocol_names;
 
 /* --------------------------------------------------------------- helpers */
 
+static struct lws *rec_of(struct mw_ws *ws)
+{
+    return (struct lws *)((char *)ws - offsetof(struct lws, ws));
+}
+
+static size_t head_offset(void)
+{
+    return (sizeof(struct lws) + 7) & ~(size_t)7;
+}
+
+static struct mw_head *rec_head(struct lws *rec)
+{
+    return (struct mw_head *)((char *)rec + head_offset());
+}
+
+static struct ws_handle *check_handle(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, WS_MT);
+}
+
 static struct lws *check_ws(lua_State *L, int idx)
 {
-    struct mw_cell **c = luaL_checkudata(L, idx, WS_MT);
-    return *c ? (*c)->obj : NULL;
+    return check_handle(L, idx)->rec;
 }
 
 static struct mw_ws *live_ws(struct lws *rec)
 {
-    return rec && rec->ws && rec->ws->state == MW_WS_OPEN ? rec->ws : NULL;
+    return rec && rec->ws.state == MW_WS_OPEN && rec->ws.conn ? &rec->ws : NULL;
 }
 
 static void push_handle(lua_State *L, struct lws *rec)
@@ -92,20 +129,104 @@ static void push_handle(lua_State *L, struct lws *rec)
     lua_rawgeti(L, LUA_REGISTRYINDEX, rec->self_ref);
 }
 
+static uint16_t intern_protocol(const char *name)
+{
+    for (size_t i = 0; i < nprotocol_names; i++)
+        if (strcmp(protocol_names[i], name) == 0) return (uint16_t)(i + 1);
+    if (nprotocol_names == UINT16_MAX) return 0;
+    protocol_names = mw_xrealloc(protocol_names, (nprotocol_names + 1) * sizeof *protocol_names);
+    protocol_names[nprotocol_names++] = mw_xstrndup(name, strlen(name));
+    return (uint16_t)nprotocol_names;
+}
+
+/* --------------------------------------------------------------- routes */
+
+/* The route for pattern, its handlers those on top of the stack (popped). */
+static struct ws_route *route_take(lua_State *L, const char *pattern, int version)
+{
+    struct ws_route *r = routes;
+    while (r && strcmp(r->pattern, pattern) != 0) r = r->next;
+    if (!r) {
+        r = mw_xcalloc(1, sizeof *r);
+        r->pattern = mw_xstrndup(pattern, strlen(pattern));
+        r->handlers_ref = LUA_NOREF;
+        r->next = routes;
+        routes = r;
+    }
+    if (r->handlers_ref == LUA_NOREF || r->version != version) {
+        mw_lua_unref(L, r->handlers_ref);
+        r->handlers_ref = mw_lua_ref(L);
+        r->version = version;
+    } else {
+        lua_pop(L, 1);
+    }
+    r->sockets++;
+    return r;
+}
+
+static void route_drop(lua_State *L, struct ws_route *r)
+{
+    if (--r->sockets > 0) return;
+    struct ws_route **pp = &routes;
+    while (*pp != r) pp = &(*pp)->next;
+    *pp = r->next;
+    mw_lua_unref(L, r->handlers_ref);
+    free(r->pattern);
+    free(r);
+}
+
+/* Points the route at its handlers in the app version serving now.
+ * Returns 0 if that version has no such route; the handlers stay as they
+ * were then. */
+static int current_handlers(lua_State *L, struct ws_route *r)
+{
+    struct mw_vm *vm = mw_vm_of(L);
+    if (r->version == vm->version) return 1;
+    int found = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
+    if (lua_getfield(L, -1, "ws_routes") == LUA_TTABLE) {
+        if (lua_getfield(L, -1, r->pattern) == LUA_TTABLE) {
+            mw_lua_unref(L, r->handlers_ref);
+            r->handlers_ref = mw_lua_ref(L);
+            r->version = vm->version;
+            found = 1;
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+    return found;
+}
+
 /* ------------------------------------------------------------ the inbox */
 
 static void pump(struct lws *rec);
 
-static void pump_task(struct mw_task *t)
+static void pump_due(struct mw_task *t)
 {
-    pump((struct lws *)((char *)t - offsetof(struct lws, pump_task)));
+    (void)t;
+    while (due_head) {
+        struct lws *rec = due_head;
+        due_head = rec->due_next;
+        if (!due_head) due_tail = NULL;
+        rec->due = 0;
+        pump(rec);
+    }
 }
 
 /* Events are run from the sweep: the engine that reported one may still
  * be on the stack, and running the close event frees the socket. */
 static void schedule(struct lws *rec)
 {
-    mw_server_defer(mw_vm_of(NULL)->srv, &rec->pump_task, pump_task);
+    if (rec->due) return;
+    rec->due = 1;
+    rec->due_next = NULL;
+    if (due_tail)
+        due_tail->due_next = rec;
+    else
+        due_head = rec;
+    due_tail = rec;
+    mw_server_defer(mw_vm_of(NULL)->srv, &pump_due_task, pump_due);
 }
 
 static void event_free(struct ws_event *e)
@@ -123,15 +244,16 @@ static void queue_event(struct lws *rec, int type, int opcode, struct mw_buf *da
         e->data = *data;
         mw_buf_init(data);
     }
-    if (rec->tail)
-        rec->tail->next = e;
-    else
-        rec->head = e;
-    rec->tail = e;
-    rec->inbox_bytes += e->data.len;
+    if (rec->inbox) {
+        e->next = rec->inbox->next;
+        rec->inbox->next = e;
+    } else {
+        e->next = e;
+    }
+    rec->inbox = e;
+    rec->inbox_bytes += (uint32_t)(e->data.len < INBOX_MAX_BYTES * 2 ? e->data.len : INBOX_MAX_BYTES * 2);
     rec->inbox_events++;
-    if (rec->ws && (rec->inbox_bytes > INBOX_MAX_BYTES || rec->inbox_events > INBOX_MAX_EVENTS))
-        mw_ws_pause(rec->ws, 1);
+    if (rec->inbox_bytes > INBOX_MAX_BYTES || rec->inbox_events > INBOX_MAX_EVENTS) mw_ws_pause(&rec->ws, 1);
     schedule(rec);
 }
 
@@ -142,38 +264,13 @@ static void event_done(struct mw_co *co, const char *err, void *ud)
     struct lws *rec = ud;
     if (err) {
         mw_log_error("WebSocket %s handler failed: %s", co->what, err);
-        if (rec->ws && rec->ws->state == MW_WS_OPEN) mw_ws_fail(rec->ws, MW_WS_CLOSE_INTERNAL, "handler error");
+        if (rec->ws.state == MW_WS_OPEN) mw_ws_fail(&rec->ws, MW_WS_CLOSE_INTERNAL, "handler error");
     }
     rec->running = 0;
     if (!rec->pumping) schedule(rec);
 }
 
 static const char *const event_names[] = {"open", "message", "close", "drain"};
-
-/* Points the socket at its route's handlers in the app version serving
- * now (the handle on top of L). Returns 0 if that version has no such
- * route; the handlers stay as they were then. */
-static int current_handlers(lua_State *L, struct lws *rec)
-{
-    struct mw_vm *vm = mw_vm_of(L);
-    if (rec->version == vm->version) return 1;
-    int found = 0;
-    lua_getiuservalue(L, -1, WSUV_PATTERN);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->app_ref);
-    /* stack: handle, pattern, app */
-    if (lua_getfield(L, -1, "ws_routes") == LUA_TTABLE) {
-        lua_pushvalue(L, -3);
-        if (lua_rawget(L, -2) == LUA_TTABLE) {
-            lua_setiuservalue(L, -5, WSUV_HANDLERS);
-            found = 1;
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 3);
-    if (found) rec->version = vm->version;
-    return found;
-}
 
 /* Runs queued events one after another; a handler that waits leaves the
  * rest queued until it finishes (event_done pumps again). */
@@ -182,95 +279,85 @@ static void pump(struct lws *rec)
     if (rec->pumping) return;
     rec->pumping = 1;
     struct mw_vm *vm = mw_vm_of(NULL);
-    while (!rec->running && rec->head) {
-        struct ws_event *e = rec->head;
-        rec->head = e->next;
-        if (!rec->head) rec->tail = NULL;
-        rec->inbox_bytes -= e->data.len;
+    while (!rec->running && rec->inbox) {
+        struct ws_event *e = rec->inbox->next;
+        if (e == rec->inbox)
+            rec->inbox = NULL;
+        else
+            rec->inbox->next = e->next;
+        rec->inbox_bytes -= (uint32_t)(e->data.len < INBOX_MAX_BYTES * 2 ? e->data.len : INBOX_MAX_BYTES * 2);
         rec->inbox_events--;
-        if (rec->ws && rec->ws->paused && rec->inbox_bytes <= INBOX_MAX_BYTES / 2 &&
-            rec->inbox_events <= INBOX_MAX_EVENTS / 2)
-            mw_ws_pause(rec->ws, 0);
+        if (rec->ws.paused && rec->inbox_bytes <= INBOX_MAX_BYTES / 2 && rec->inbox_events <= INBOX_MAX_EVENTS / 2)
+            mw_ws_pause(&rec->ws, 0);
 
-        /* stack: the handler for this event, from the route's table */
         lua_State *L = vm->L;
-        push_handle(L, rec);
-        if (!current_handlers(L, rec) && e->type != EV_CLOSE) {
+        if (!current_handlers(L, rec->route) && e->type != EV_CLOSE) {
             /* a reload removed this socket's route: service restart */
-            lua_pop(L, 1);
             event_free(e);
-            if (rec->ws && rec->ws->state == MW_WS_OPEN)
-                mw_ws_close(rec->ws, MW_WS_CLOSE_RESTART, "route removed by a reload", 25);
+            if (rec->ws.state == MW_WS_OPEN) mw_ws_close(&rec->ws, MW_WS_CLOSE_RESTART, "route removed by a reload", 25);
             continue;
         }
-        lua_getiuservalue(L, -1, WSUV_HANDLERS);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, rec->route->handlers_ref);
         lua_getfield(L, -1, event_names[e->type]);
-        if (lua_isfunction(L, -1)) {
-            struct mw_co *co = mw_co_new(vm, event_names[e->type], event_done, rec);
-            co->req = NULL;
-            lua_State *T = co->T;
-            lua_xmove(L, T, 1);
-            push_handle(T, rec);
-            int nargs = 1;
-            if (e->type == EV_OPEN) {
-                lua_getiuservalue(T, -1, WSUV_REQ);
-                nargs = 2;
-            } else if (e->type == EV_MESSAGE) {
-                lua_pushlstring(T, e->data.data ? e->data.data : "", e->data.len);
-                lua_pushstring(T, e->opcode == MW_WS_OP_BINARY ? "binary" : "text");
-                nargs = 3;
-            } else if (e->type == EV_CLOSE) {
-                lua_pushinteger(T, e->opcode);
-                lua_pushlstring(T, e->data.data ? e->data.data : "", e->data.len);
-                nargs = 3;
-            }
-            lua_pop(L, 2);
-            int type = e->type;
+        lua_remove(L, -2);
+        if (!lua_isfunction(L, -1)) {
+            lua_pop(L, 1);
             event_free(e);
-            rec->running = 1;
-            mw_co_start(co, nargs);
-            if (type == EV_CLOSE) {
-                /* the close event was the last; what it left queued is dropped */
-            }
-        } else {
-            lua_pop(L, 3);
-            event_free(e);
+            continue;
         }
+        struct mw_co *co = mw_co_new(vm, event_names[e->type], event_done, rec);
+        co->req = NULL;
+        lua_State *T = co->T;
+        lua_xmove(L, T, 1);
+        push_handle(T, rec);
+        int nargs = 1;
+        if (e->type == EV_OPEN) {
+            mw_lua_req_push_kept(T, rec_head(rec));
+            nargs = 2;
+        } else if (e->type == EV_MESSAGE) {
+            lua_pushlstring(T, e->data.data ? e->data.data : "", e->data.len);
+            lua_pushstring(T, e->opcode == MW_WS_OP_BINARY ? "binary" : "text");
+            nargs = 3;
+        } else if (e->type == EV_CLOSE) {
+            lua_pushinteger(T, e->opcode);
+            lua_pushlstring(T, e->data.data ? e->data.data : "", e->data.len);
+            nargs = 3;
+        }
+        event_free(e);
+        rec->running = 1;
+        mw_co_start(co, nargs);
     }
     rec->pumping = 0;
     /* a pump still queued will come back to this record: release then */
-    if (!rec->running && !rec->head && rec->closed && !rec->pump_task.queued) release(rec);
+    if (!rec->running && !rec->inbox && rec->closed && !rec->due) release(rec);
 }
 
 /* ---------------------------------------------------- engine callbacks */
 
 static void on_message(struct mw_ws *ws, int opcode, struct mw_buf *data)
 {
-    queue_event(ws->ud, EV_MESSAGE, opcode, data);
+    queue_event(rec_of(ws), EV_MESSAGE, opcode, data);
 }
 
 static void on_close(struct mw_ws *ws, int code, const char *reason, size_t len)
 {
-    struct lws *rec = ws->ud;
+    struct lws *rec = rec_of(ws);
     if (rec->closed) return;
     rec->closed = 1;
     /* no more hub deliveries: the socket can take nothing now */
-    for (size_t i = 0; i < rec->nsubs; i++) mw_hub_unsubscribe(&rec->subs[i]->sub);
+    mw_feed_leave_all(&rec->feed);
     struct mw_buf r;
     mw_buf_init(&r);
     mw_buf_append(&r, reason, len);
     queue_event(rec, EV_CLOSE, code, &r);
 }
 
-static int catch_up(struct lws_sub *s);
-
 /* The send queue drained: replays waiting for room go on, and the app
  * hears of it if one of its sends was refused. */
 static void on_drain(struct mw_ws *ws)
 {
-    struct lws *rec = ws->ud;
-    for (size_t i = 0; i < rec->nsubs && live_ws(rec); i++)
-        if (rec->subs[i]->catching_up && !catch_up(rec->subs[i])) return;
+    struct lws *rec = rec_of(ws);
+    if (!mw_feed_drained(&rec->feed)) return;
     if (rec->app_drain && live_ws(rec)) {
         rec->app_drain = 0;
         queue_event(rec, EV_DRAIN, 0, NULL);
@@ -279,32 +366,33 @@ static void on_drain(struct mw_ws *ws)
 
 static const struct mw_ws_events events = {on_message, on_close, on_drain};
 
-/* After the close event ran: everything the socket held goes. */
+/* After the close event ran: everything the socket held goes. The handle
+ * keeps ws.data, and ws.req if it still lives. */
 static void release(struct lws *rec)
 {
-    struct mw_vm *vm = mw_vm_of(NULL);
-    for (size_t i = 0; i < rec->nsubs; i++) {
-        mw_hub_unsubscribe(&rec->subs[i]->sub);
-        free(rec->subs[i]);
+    lua_State *L = mw_vm_of(NULL)->L;
+    mw_feed_free(&rec->feed);
+    mw_ws_fini(&rec->ws);
+    push_handle(L, rec);
+    ((struct ws_handle *)lua_touserdata(L, -1))->rec = NULL;
+    int has_req = mw_lua_req_drop_kept(L, rec_head(rec));
+    if (has_req || rec->protocol) {
+        /* stack: handle, req? */
+        lua_createtable(L, 0, 2);
+        if (has_req) {
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "req");
+        }
+        if (rec->protocol) {
+            lua_pushstring(L, protocol_names[rec->protocol - 1]);
+            lua_setfield(L, -2, "protocol");
+        }
+        lua_setiuservalue(L, -2, WSUV_GONE);
     }
-    free(rec->subs);
-    rec->subs = NULL;
-    rec->nsubs = 0;
-    if (rec->prev) rec->prev->next = rec->next;
-    if (rec->next) rec->next->prev = rec->prev;
-    if (all == rec) all = rec->next;
-    if (rec->ws) {
-        mw_ws_free(rec->ws);
-        rec->ws = NULL;
-    }
-    if (rec->req) {
-        mw_req_release(rec->req);
-        rec->req = NULL;
-    }
-    mw_cell_clear(rec->cell, MW_CELL_DONE);
-    int ref = rec->self_ref;
+    lua_pop(L, 1);
+    route_drop(L, rec->route);
+    mw_lua_unref(L, rec->self_ref);
     free(rec);
-    mw_lua_unref(vm->L, ref);
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -337,15 +425,15 @@ static double opt_field_number(lua_State *L, int t, const char *name, double dfl
     return v;
 }
 
-/* internal: res:_ws_accept(handlers) -> ws. Checks the handshake (400, or
- * 426 for another version), negotiates the subprotocol and compression,
- * answers 101, and queues the open event. */
+/* internal: res:_ws_accept(handlers, req, pattern) -> ws. Checks the
+ * handshake (400, or 426 for another version), negotiates the subprotocol
+ * and compression, answers 101, and queues the open event. */
 static int res_ws_accept(lua_State *L)
 {
     struct mw_req *req = mw_lua_check_res(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checkudata(L, 3, "moonwire.req");
-    luaL_checkstring(L, 4);
+    const char *pattern = luaL_checkstring(L, 4);
     if (req->res_state != MW_RES_NONE) return luaL_error(L, "the handshake was already answered");
     if (!req->conn) {
         mw_lua_push_closed(L);
@@ -376,18 +464,21 @@ static int res_ws_accept(lua_State *L)
     mw_buf_appendf(&extra, "Sec-WebSocket-Accept: %s\r\n", accept);
 
     /* subprotocol: the first of ours, in our order, that the client offers */
-    const char *protocol = NULL;
+    uint16_t protocol = 0;
     lua_getfield(L, 2, "protocols");
     if (lua_istable(L, -1)) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n && !protocol; i++) {
             lua_rawgeti(L, -1, i);
             const char *p = lua_tostring(L, -1);
-            if (p && mw_req_header_has_token(req, "sec-websocket-protocol", p)) protocol = p;
+            if (p && mw_req_header_has_token(req, "sec-websocket-protocol", p)) {
+                protocol = intern_protocol(p);
+                mw_buf_appendf(&extra, "Sec-WebSocket-Protocol: %s\r\n", p);
+            }
             lua_pop(L, 1);
         }
-        if (protocol) mw_buf_appendf(&extra, "Sec-WebSocket-Protocol: %s\r\n", protocol);
     }
+    lua_pop(L, 1);
     struct mw_pmd pmd = {0};
     lua_getfield(L, 2, "compression");
     if (lua_toboolean(L, -1)) {
@@ -409,34 +500,26 @@ static int res_ws_accept(lua_State *L)
                                                   (double)req->srv->limits.max_message_bytes);
     double heartbeat = opt_field_number(L, 2, "heartbeat", 30);
 
-    /* stack: res, handlers, req, protocols; the handle for the socket */
-    struct lws *rec = mw_xcalloc(1, sizeof *rec);
-    struct mw_cell **ud = lua_newuserdatauv(L, sizeof *ud, WSUV_COUNT);
-    *ud = NULL;
-    luaL_setmetatable(L, WS_MT);
-    rec->cell = mw_cell_new(rec);
-    mw_cell_ref(rec->cell);
-    *ud = rec->cell;
-    lua_pushvalue(L, 3);
-    lua_setiuservalue(L, -2, WSUV_REQ);
+    /* one block: the record, then the handshake's head */
+    struct lws *rec = mw_xcalloc(1, head_offset() + mw_head_size(req));
+    struct mw_head *head = mw_head_pack(rec_head(rec), req);
+    head->conn_at = &rec->ws.conn;
     lua_pushvalue(L, 2);
-    lua_setiuservalue(L, -2, WSUV_HANDLERS);
-    lua_pushvalue(L, 4);
-    lua_setiuservalue(L, -2, WSUV_PATTERN);
-    lua_pushstring(L, protocol ? protocol : "");
-    lua_setiuservalue(L, -2, WSUV_PROTOCOL);
+    rec->route = route_take(L, pattern, mw_vm_of(L)->version);
+
+    /* stack: res, handlers, req, pattern; the handle for the socket */
+    struct ws_handle *h = lua_newuserdatauv(L, sizeof *h, WSUV_COUNT);
+    h->rec = rec;
+    rec->protocol = protocol;
+    luaL_setmetatable(L, WS_MT);
     lua_pushvalue(L, -1);
     rec->self_ref = mw_lua_ref(L);
-    rec->req = req;
-    rec->version = mw_vm_of(L)->version;
+    mw_lua_req_keep(L, 3, head);
 
     struct mw_conn *conn = req->conn;
     mw_req_upgrade(req, extra.data, extra.len);
     mw_buf_free(&extra);
-    rec->ws = mw_ws_new(conn, &pmd, max_message, (uint64_t)(heartbeat * 1000), &events, rec);
-    rec->next = all;
-    if (all) all->prev = rec;
-    all = rec;
+    mw_ws_init(&rec->ws, conn, &pmd, max_message, (uint64_t)(heartbeat * 1000), &events);
     queue_event(rec, EV_OPEN, 0, NULL);
     return 1;
 }
@@ -496,7 +579,7 @@ static int ws_close(lua_State *L)
 static int ws_buffered(lua_State *L)
 {
     struct lws *rec = check_ws(L, 1);
-    lua_pushinteger(L, rec && rec->ws ? (lua_Integer)mw_ws_buffered(rec->ws) : 0);
+    lua_pushinteger(L, rec ? (lua_Integer)mw_ws_buffered(&rec->ws) : 0);
     return 1;
 }
 
@@ -539,86 +622,41 @@ static struct mw_shared *hub_frame(struct mw_msg *m, const char *channel, size_t
     return f;
 }
 
-/* Queues one hub message: MW_WS_SENT, MW_WS_FULL, or MW_WS_CLOSED_ERR. */
-static int send_hub(struct lws_sub *s, struct mw_msg *m)
+/* Queues one hub message. */
+static int send_hub(struct mw_feed_sub *fs, struct mw_msg *m)
 {
-    struct mw_ws *ws = live_ws(s->rec);
-    if (!ws) return MW_WS_CLOSED_ERR;
-    struct mw_channel *ch = s->sub.ch;
-    struct mw_shared *f = hub_frame(m, ch ? ch->name : "", ch ? ch->name_len : 0, s->envelope, &ws->pmd);
+    struct mw_ws *ws = live_ws(fs->sub.owner);
+    if (!ws) return MW_FEED_CLOSED;
+    struct mw_channel *ch = fs->sub.ch;
+    struct mw_shared *f = hub_frame(m, ch ? ch->name : "", ch ? ch->name_len : 0, fs->envelope, &ws->pmd);
     int rc = mw_ws_send_shared(ws, f);
-    if (rc == MW_WS_SENT) s->last_id = m->id;
-    return rc;
+    if (rc == MW_WS_FULL) {
+        ws->want_drain = 1; /* a replay waiting for room goes on from on_drain */
+        return MW_FEED_FULL;
+    }
+    if (rc != MW_WS_SENT) return MW_FEED_CLOSED;
+    fs->last_id = m->id;
+    return MW_FEED_OK;
 }
 
 /* A client too slow for the hub is closed; it resumes from history when
  * it reconnects. */
-static void drop_slow(struct lws *rec)
+static void drop_slow(struct mw_feed_sub *fs)
 {
-    struct mw_ws *ws = live_ws(rec);
+    struct mw_ws *ws = live_ws(fs->sub.owner);
     if (!ws) return;
     mw_log_warn("conn %llu: WebSocket client fell more than %zu bytes behind; closing it with "
                 "1013 (it resumes from history on reconnect)",
-                ws->conn ? (unsigned long long)ws->conn->id : 0ULL, mw_ws_max_queued(ws));
+                (unsigned long long)ws->conn->id, mw_ws_max_queued(ws));
     mw_ws_fail(ws, MW_WS_CLOSE_TRY_AGAIN, "slow consumer");
 }
 
-struct replay {
-    struct lws_sub *s;
-    int rc;
-};
-
-static void replay_one(struct mw_msg *m, void *ud)
+static struct mw_feed *feed_of(struct mw_feed_sub *fs)
 {
-    struct replay *r = ud;
-    if (r->rc == MW_WS_SENT) r->rc = send_hub(r->s, m);
+    return &((struct lws *)fs->sub.owner)->feed;
 }
 
-/* Queues the retained messages after s->last_id while the queue has room
- * (an empty queue takes any one); the rest follows as it drains, and new
- * messages wait in the history meanwhile. A client still catching up when
- * the history moves past what it has is too slow after all: it is
- * dropped. Returns 0 when it was. */
-static int catch_up(struct lws_sub *s)
-{
-    uint64_t oldest = mw_channel_oldest_id(s->sub.ch);
-    if (s->catching_up && oldest && s->last_id + 1 < oldest) {
-        drop_slow(s->rec);
-        return 0;
-    }
-    struct replay r = {s, MW_WS_SENT};
-    mw_channel_history(s->sub.ch, (long long)s->last_id, replay_one, &r);
-    s->catching_up = r.rc == MW_WS_FULL;
-    if (s->catching_up) s->rec->ws->want_drain = 1; /* on_drain picks it up again */
-    return 1;
-}
-
-static int rec_catching_up(const struct lws *rec)
-{
-    for (size_t i = 0; i < rec->nsubs; i++)
-        if (rec->subs[i]->catching_up) return 1;
-    return 0;
-}
-
-static void hub_deliver(struct mw_sub *sub, struct mw_msg *m)
-{
-    struct lws_sub *s = (struct lws_sub *)sub;
-    if (!live_ws(s->rec)) return;
-    if (s->catching_up) {
-        catch_up(s); /* m is in the history already, after what is still to replay */
-        return;
-    }
-    if (send_hub(s, m) != MW_WS_FULL) return;
-    if (rec_catching_up(s->rec)) {
-        /* a replay filled the queue, not the client: wait in history too */
-        s->catching_up = 1;
-        s->rec->ws->want_drain = 1;
-    } else {
-        drop_slow(s->rec);
-    }
-}
-
-static const struct mw_sub_ops hub_ops = {.deliver = hub_deliver};
+static const struct mw_feed_ops feed_ops = {{mw_feed_deliver}, send_hub, drop_slow, feed_of};
 
 /* ws:subscribe(channel [, { since = id, envelope = true }]) -> true | false */
 static int ws_subscribe(lua_State *L)
@@ -644,28 +682,11 @@ static int ws_subscribe(lua_State *L)
         return 1;
     }
     if (!ch) ch = mw_lua_check_channel(L, 2, 1);
-    for (size_t i = 0; i < rec->nsubs; i++)
-        if (rec->subs[i]->sub.ch == ch) return luaL_error(L, "ws:subscribe: already subscribed to %s", ch->name);
-    struct lws_sub *s = mw_xcalloc(1, sizeof *s);
-    s->sub.ops = &hub_ops;
-    s->sub.owner = rec;
-    s->rec = rec;
-    s->envelope = envelope;
-    /* The client has everything up to last_id: with no since, the newest
-     * message; else since, or when that is older than the history or
-     * above the newest (a restart), just before the oldest retained. */
-    s->last_id = ch->last_id;
-    if (since >= 0) {
-        uint64_t oldest = mw_channel_oldest_id(ch);
-        uint64_t floor = oldest ? oldest - 1 : ch->last_id;
-        int keep = (uint64_t)since <= ch->last_id && (uint64_t)since >= floor;
-        s->last_id = keep ? (uint64_t)since : floor;
-    }
-    rec->subs = mw_xrealloc(rec->subs, (rec->nsubs + 1) * sizeof *rec->subs);
-    rec->subs[rec->nsubs++] = s;
-    mw_hub_subscribe(ch, &s->sub);
-    /* the replay goes out as the queue has room; a drop unsubscribes s */
-    int ok = since < 0 || catch_up(s);
+    if (mw_feed_find(&rec->feed, ch)) return luaL_error(L, "ws:subscribe: already subscribed to %s", ch->name);
+    struct mw_feed_sub *fs = mw_feed_add(&rec->feed, &feed_ops, rec, ch, since);
+    fs->envelope = (uint8_t)envelope;
+    /* the replay goes out as the queue has room; a drop unsubscribes fs */
+    int ok = since < 0 || mw_feed_catch_up(fs);
     lua_pushboolean(L, ok && live_ws(rec) != NULL);
     return 1;
 }
@@ -674,16 +695,7 @@ static int ws_unsubscribe(lua_State *L)
 {
     struct lws *rec = check_ws(L, 1);
     struct mw_channel *ch = mw_lua_check_channel(L, 2, 0);
-    for (size_t i = 0; rec && ch && i < rec->nsubs; i++) {
-        if (rec->subs[i]->sub.ch != ch) continue;
-        mw_hub_unsubscribe(&rec->subs[i]->sub);
-        free(rec->subs[i]);
-        memmove(rec->subs + i, rec->subs + i + 1, (rec->nsubs - i - 1) * sizeof *rec->subs);
-        rec->nsubs--;
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    lua_pushboolean(L, 0);
+    lua_pushboolean(L, rec && ch && mw_feed_remove(&rec->feed, ch));
     return 1;
 }
 
@@ -703,15 +715,44 @@ static int ws_publish(lua_State *L)
     return 1;
 }
 
+/* Pushes field k of a closed handle's leftovers (at index 1); 0 if none. */
+static int gone_field(lua_State *L, const char *k)
+{
+    if (lua_getiuservalue(L, 1, WSUV_GONE) == LUA_TTABLE && lua_getfield(L, -1, k) != LUA_TNIL) {
+        lua_remove(L, -2);
+        return 1;
+    }
+    lua_settop(L, 2);
+    return 0;
+}
+
 static int ws_index(lua_State *L)
 {
     /* stack: ws, key */
     if (mw_lua_push_method(L)) return 1;
+    struct ws_handle *h = check_handle(L, 1);
     const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
     if (strcmp(k, "req") == 0) {
-        lua_getiuservalue(L, 1, WSUV_REQ);
+        if (h->rec) {
+            mw_lua_req_push_kept(L, rec_head(h->rec));
+        } else if (!gone_field(L, "req")) {
+            /* the socket is gone, and nothing kept its request */
+            mw_lua_req_push_finished(L);
+            if (lua_getiuservalue(L, 1, WSUV_GONE) != LUA_TTABLE) {
+                lua_pop(L, 1);
+                lua_createtable(L, 0, 1);
+                lua_pushvalue(L, -1);
+                lua_setiuservalue(L, 1, WSUV_GONE);
+            }
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, "req");
+            lua_pop(L, 1);
+        }
     } else if (strcmp(k, "protocol") == 0) {
-        lua_getiuservalue(L, 1, WSUV_PROTOCOL);
+        if (h->rec)
+            lua_pushstring(L, h->rec->protocol ? protocol_names[h->rec->protocol - 1] : "");
+        else if (!gone_field(L, "protocol"))
+            lua_pushliteral(L, "");
     } else if (strcmp(k, "data") == 0) {
         /* made on first use: most sockets never need one */
         if (lua_getiuservalue(L, 1, WSUV_DATA) == LUA_TNIL) {
@@ -725,14 +766,6 @@ static int ws_index(lua_State *L)
     return 1;
 }
 
-static int ws_gc(lua_State *L)
-{
-    struct mw_cell **c = luaL_checkudata(L, 1, WS_MT);
-    if (*c) mw_cell_unref(*c);
-    *c = NULL;
-    return 0;
-}
-
 static int ws_tostring(lua_State *L)
 {
     struct lws *rec = check_ws(L, 1);
@@ -742,8 +775,8 @@ static int ws_tostring(lua_State *L)
 
 void mw_lua_ws_close_all(int code)
 {
-    for (struct lws *rec = all; rec; rec = rec->next)
-        if (live_ws(rec)) mw_ws_close(rec->ws, code, "server shutting down", 20);
+    for (struct mw_conn *c = mw_vm_of(NULL)->srv->conns; c; c = c->next)
+        if (c->ws && c->ws->state == MW_WS_OPEN) mw_ws_close(c->ws, code, "server shutting down", 20);
 }
 
 void mw_lua_open_ws(lua_State *L)
@@ -752,8 +785,7 @@ void mw_lua_open_ws(lua_State *L)
         {"send", ws_send},           {"ping", ws_ping},         {"close", ws_close},
         {"buffered", ws_buffered},   {"subscribe", ws_subscribe}, {"unsubscribe", ws_unsubscribe},
         {"publish", ws_publish},     {NULL, NULL}};
-    static const luaL_Reg meta[] = {
-        {"__index", ws_index}, {"__gc", ws_gc}, {"__tostring", ws_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__index", ws_index}, {"__tostring", ws_tostring}, {NULL, NULL}};
     mw_lua_class(L, WS_MT, methods, meta, NULL);
     mw_lua_add_res_method(L, "_ws_accept", res_ws_accept);
 }

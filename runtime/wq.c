@@ -59,15 +59,15 @@ void mw_shared_unref(struct mw_shared *s)
 struct write_req {
     uv_write_t req;
     struct mw_wq *wq;
+    mw_wq_done_cb on_done;
     size_t bytes;
     size_t nsegs;
     struct mw_seg segs[];
 };
 
-void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done)
+void mw_wq_init(struct mw_wq *wq)
 {
     memset(wq, 0, sizeof *wq);
-    wq->on_done = on_done;
 }
 
 static void seg_release(struct mw_seg *s)
@@ -148,7 +148,7 @@ void mw_wq_shared(struct mw_wq *wq, struct mw_shared *sh)
     wq->queued_bytes += sh->len;
 }
 
-static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov);
+static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov, mw_wq_done_cb on_done);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -157,8 +157,9 @@ static void on_write(uv_write_t *req, int status)
     for (size_t i = 0; i < w->nsegs; i++) seg_release(&w->segs[i]);
     wq->queued_bytes -= w->bytes;
     wq->writes_in_flight--;
+    mw_wq_done_cb on_done = w->on_done;
     free(w);
-    if (wq->on_done) wq->on_done(wq, status);
+    if (on_done) on_done(wq, status);
 }
 
 /* Drops the first `n` bytes of pending data, which reached the socket. */
@@ -179,15 +180,15 @@ static void advance(struct mw_wq *wq, size_t n)
     wq->npending -= i;
 }
 
-int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream)
+int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream, mw_wq_done_cb on_done)
 {
     uv_buf_t iov[MW_WQ_MAX_IOV];
-    int rc = flush_pending(wq, stream, iov);
+    int rc = flush_pending(wq, stream, iov, on_done);
     if (wq->npending == 0) segs_put(wq);
     return rc;
 }
 
-static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov)
+static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov, mw_wq_done_cb on_done)
 {
     while (wq->npending) {
         size_t n = wq->npending < MW_WQ_MAX_IOV ? wq->npending : MW_WQ_MAX_IOV;
@@ -213,6 +214,7 @@ static int flush_pending(struct mw_wq *wq, uv_stream_t *stream, uv_buf_t *iov)
         }
         struct write_req *w = mw_xmalloc(sizeof *w + n * sizeof(struct mw_seg));
         w->wq = wq;
+        w->on_done = on_done;
         w->bytes = bytes;
         w->nsegs = n;
         memcpy(w->segs, wq->pending, n * sizeof(struct mw_seg));

@@ -40,11 +40,10 @@ struct mw_wq {
     struct mw_seg *pending; /* not yet handed to libuv; NULL while there is none */
     uint32_t npending, cap;
     size_t queued_bytes;    /* pending + in flight, not yet on the socket */
-    int writes_in_flight;   /* uv_write requests not yet called back */
-    mw_wq_done_cb on_done;  /* after each uv_write completes */
+    uint32_t writes_in_flight; /* uv_write requests not yet called back */
 };
 
-void mw_wq_init(struct mw_wq *wq, mw_wq_done_cb on_done);
+void mw_wq_init(struct mw_wq *wq);
 /* Copies len bytes into the queue. */
 void mw_wq_copy(struct mw_wq *wq, const void *data, size_t len);
 /* Reserves len bytes at the end of the queue for the caller to fill. */
@@ -52,8 +51,9 @@ char *mw_wq_reserve(struct mw_wq *wq, size_t len);
 /* Queues a reference to s (the queue takes its own ref). */
 void mw_wq_shared(struct mw_wq *wq, struct mw_shared *s);
 /* Sends what is pending. Returns 0 or a libuv error (the socket is dead;
- * the caller closes the connection). on_done runs for each uv_write. */
-int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream);
+ * the caller closes the connection). on_done runs as each uv_write it
+ * started completes. */
+int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream, mw_wq_done_cb on_done);
 int mw_wq_idle(const struct mw_wq *wq);
 /* Drops pending segments (the connection is closing). */
 void mw_wq_free(struct mw_wq *wq);

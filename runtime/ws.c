@@ -21,12 +21,13 @@
 
 static void arm_idle(struct mw_ws *ws);
 
-/* --------------------------------------------------------------- output */
-
-static struct mw_server *srv_of(struct mw_ws *ws)
+/* The ping and closing deadlines are the connection's timer. */
+static void set_deadline(struct mw_ws *ws, uint64_t ms)
 {
-    return ws->conn ? ws->conn->srv : NULL;
+    if (ws->conn) mw_conn_set_timer(ws->conn, MW_TIMER_WS, ms);
 }
+
+/* --------------------------------------------------------------- output */
 
 size_t mw_ws_max_queued(const struct mw_ws *ws)
 {
@@ -142,8 +143,7 @@ static void notify_close(struct mw_ws *ws, int code, const char *reason, size_t 
 static void end_conn(struct mw_ws *ws)
 {
     ws->state = MW_WS_CLOSED;
-    mw_deadline_clear(&ws->idle);
-    if (ws->conn) mw_conn_end(ws->conn);
+    if (ws->conn) mw_conn_end(ws->conn); /* its linger timer replaces ours */
 }
 
 void mw_ws_fail(struct mw_ws *ws, int code, const char *why)
@@ -157,15 +157,12 @@ void mw_ws_fail(struct mw_ws *ws, int code, const char *why)
     end_conn(ws);
 }
 
-static void on_close_wait(struct mw_deadline *d)
+static void on_close_wait(struct mw_ws *ws)
 {
-    struct mw_ws *ws = (struct mw_ws *)((char *)d - offsetof(struct mw_ws, idle));
     /* the peer never answered our close: give up on it */
     notify_close(ws, ws->close_sent, NULL, 0);
     end_conn(ws);
-    struct mw_server *srv = srv_of(ws);
     if (ws->conn) mw_conn_close(ws->conn, "no close reply");
-    if (srv) mw_server_sweep(srv);
 }
 
 void mw_ws_close(struct mw_ws *ws, int code, const char *reason, size_t len)
@@ -173,7 +170,7 @@ void mw_ws_close(struct mw_ws *ws, int code, const char *reason, size_t len)
     if (ws->state != MW_WS_OPEN) return;
     ws->state = MW_WS_CLOSING;
     send_close(ws, code, reason, len);
-    if (ws->conn) mw_deadline_set(&ws->idle, ws->conn->srv->loop, MW_WS_CLOSE_WAIT_MS, on_close_wait);
+    set_deadline(ws, MW_WS_CLOSE_WAIT_MS);
 }
 
 /* ---------------------------------------------------------------- input */
@@ -188,16 +185,17 @@ static int on_frame(void *ud, int opcode, int fin, int compressed, uint64_t len)
         return 0;
     }
     if (opcode != MW_WS_OP_CONT) {
-        ws->msg_opcode = opcode;
-        ws->msg_compressed = compressed;
-        ws->msg.len = 0;
+        ws->msg_opcode = (uint8_t)opcode;
+        ws->msg_compressed = (uint8_t)compressed;
+        ws->msg_len = 0;
         mw_utf8_init(&ws->utf8);
     }
     /* max_message counts inflated bytes (checked when inflating); the
      * compressed ones get deflate's worst case on top: stored blocks */
     size_t limit = ws->max_message;
-    if (ws->msg_compressed && limit < SIZE_MAX / 2) limit += limit / 1024 + 64;
-    if (ws->msg.len + len > limit) return -MW_WS_CLOSE_TOO_BIG;
+    if (ws->msg_compressed) limit += limit / 1024 + 64;
+    if (limit > UINT32_MAX - 1) limit = UINT32_MAX - 1; /* msg_len's width */
+    if (ws->msg_len + len > limit) return -MW_WS_CLOSE_TOO_BIG;
     return 0;
 }
 
@@ -209,7 +207,16 @@ static int on_payload(void *ud, uint8_t *data, size_t len)
         ws->ctl_len += (uint8_t)len;
         return 0;
     }
-    mw_buf_append(&ws->msg, data, len);
+    if (ws->msg_len + len > ws->msg_cap) {
+        /* on_frame bounded msg_len + len by max_message (and deflate's overhead) */
+        size_t cap = ws->msg_cap ? ws->msg_cap : 256;
+        while (cap < ws->msg_len + len) cap *= 2;
+        if (cap > UINT32_MAX) cap = UINT32_MAX;
+        ws->msg = mw_xrealloc(ws->msg, cap);
+        ws->msg_cap = (uint32_t)cap;
+    }
+    memcpy(ws->msg + ws->msg_len, data, len);
+    ws->msg_len += (uint32_t)len;
     if (ws->msg_opcode == MW_WS_OP_TEXT && !ws->msg_compressed &&
         mw_utf8_feed(&ws->utf8, data, len) != 0)
         return -MW_WS_CLOSE_BAD_DATA;
@@ -242,8 +249,10 @@ static int deliver_message(struct mw_ws *ws)
     struct mw_buf data;
     if (ws->msg_compressed) {
         mw_buf_init(&data);
-        int rc = mw_pmd_decompress(ws->msg.data ? ws->msg.data : "", ws->msg.len, ws->max_message, &data);
-        ws->msg.len = 0;
+        int rc = mw_pmd_decompress(ws->msg ? (const char *)ws->msg : "", ws->msg_len, ws->max_message, &data);
+        free(ws->msg);
+        ws->msg = NULL;
+        ws->msg_len = ws->msg_cap = 0;
         if (rc == MW_PMD_TOO_BIG) {
             mw_buf_free(&data);
             return -MW_WS_CLOSE_TOO_BIG;
@@ -258,8 +267,12 @@ static int deliver_message(struct mw_ws *ws)
         }
     } else {
         if (opcode == MW_WS_OP_TEXT && !mw_utf8_complete(&ws->utf8)) return -MW_WS_CLOSE_BAD_DATA;
-        data = ws->msg;
-        mw_buf_init(&ws->msg);
+        /* the buffer goes with the message: an idle socket holds none */
+        data.data = (char *)ws->msg;
+        data.len = ws->msg_len;
+        data.cap = ws->msg_cap;
+        ws->msg = NULL;
+        ws->msg_len = ws->msg_cap = 0;
     }
     ws->ev->on_message(ws, opcode, &data);
     mw_buf_free(&data);
@@ -301,7 +314,7 @@ void mw_ws_feed(struct mw_ws *ws)
 {
     struct mw_conn *conn = ws->conn;
     if (!conn) return;
-    ws->last_rx_ms = uv_now(conn->srv->loop);
+    ws->last_rx_ms = (uint32_t)uv_now(conn->srv->loop);
     while (conn->rpos < conn->rlen && ws->state != MW_WS_CLOSED && !ws->paused &&
            conn->state == MW_CONN_OPEN) {
         long n = mw_ws_parse(&ws->parser, (uint8_t *)conn->rbuf + conn->rpos,
@@ -319,56 +332,55 @@ void mw_ws_feed(struct mw_ws *ws)
 
 /* ----------------------------------------------------------- liveness */
 
-static void on_idle(struct mw_deadline *d)
+static void on_idle(struct mw_ws *ws)
 {
-    struct mw_ws *ws = (struct mw_ws *)((char *)d - offsetof(struct mw_ws, idle));
     struct mw_conn *conn = ws->conn;
-    if (!conn || ws->state != MW_WS_OPEN) return;
-    uint64_t now = uv_now(conn->srv->loop);
-    uint64_t quiet = now - ws->last_rx_ms;
+    uint32_t quiet = (uint32_t)uv_now(conn->srv->loop) - ws->last_rx_ms;
     if (quiet + 1 < ws->heartbeat_ms && !ws->ping_sent) {
-        mw_deadline_set(&ws->idle, conn->srv->loop, ws->heartbeat_ms - quiet, on_idle);
+        set_deadline(ws, ws->heartbeat_ms - quiet);
         return;
     }
     if (ws->ping_sent) {
         /* pinged a whole interval ago, and not a frame since */
-        struct mw_server *srv = conn->srv;
         mw_log_info("conn %llu: WebSocket peer stopped answering pings", (unsigned long long)conn->id);
         mw_conn_close(conn, "ping timeout"); /* on_close gets 1006 */
-        mw_server_sweep(srv);
         return;
     }
     ws->ping_sent = 1;
     queue_frame(ws, MW_WS_OP_PING, 0, NULL, 0, 0);
-    mw_deadline_set(&ws->idle, conn->srv->loop, ws->heartbeat_ms, on_idle);
-    mw_server_sweep(conn->srv);
+    set_deadline(ws, ws->heartbeat_ms);
+}
+
+void mw_ws_timeout(struct mw_ws *ws)
+{
+    if (!ws->conn) return;
+    if (ws->state == MW_WS_OPEN)
+        on_idle(ws);
+    else if (ws->state == MW_WS_CLOSING)
+        on_close_wait(ws);
 }
 
 static void arm_idle(struct mw_ws *ws)
 {
-    if (ws->heartbeat_ms && ws->conn)
-        mw_deadline_set(&ws->idle, ws->conn->srv->loop, ws->heartbeat_ms, on_idle);
+    if (ws->heartbeat_ms) set_deadline(ws, ws->heartbeat_ms);
 }
 
 /* ------------------------------------------------------------ lifetime */
 
-struct mw_ws *mw_ws_new(struct mw_conn *conn, const struct mw_pmd *pmd, size_t max_message,
-                        uint64_t heartbeat_ms, const struct mw_ws_events *ev, void *ud)
+void mw_ws_init(struct mw_ws *ws, struct mw_conn *conn, const struct mw_pmd *pmd, size_t max_message,
+                uint64_t heartbeat_ms, const struct mw_ws_events *ev)
 {
-    struct mw_ws *ws = mw_xcalloc(1, sizeof *ws);
+    memset(ws, 0, sizeof *ws);
     ws->conn = conn;
     ws->ev = ev;
-    ws->ud = ud;
     ws->pmd = *pmd;
-    ws->max_message = max_message;
-    ws->heartbeat_ms = heartbeat_ms;
+    ws->max_message = max_message > UINT32_MAX - 1 ? UINT32_MAX - 1 : (uint32_t)max_message;
+    ws->heartbeat_ms = heartbeat_ms > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)heartbeat_ms;
     mw_ws_parser_init(&ws->parser, pmd->enabled);
-    mw_buf_init(&ws->msg);
     conn->ws = ws;
-    ws->last_rx_ms = uv_now(conn->srv->loop);
+    ws->last_rx_ms = (uint32_t)uv_now(conn->srv->loop);
     mw_conn_set_timer(conn, MW_TIMER_NONE, 0);
     arm_idle(ws);
-    return ws;
 }
 
 void mw_ws_pause(struct mw_ws *ws, int pause)
@@ -394,20 +406,20 @@ void mw_ws_drained(struct mw_ws *ws)
 
 void mw_ws_conn_closed(struct mw_ws *ws)
 {
-    mw_deadline_clear(&ws->idle);
     ws->state = MW_WS_CLOSED;
     /* a close we sent that was never answered still names its code */
     notify_close(ws, ws->close_sent ? ws->close_sent : MW_WS_CLOSE_ABNORMAL, NULL, 0);
     ws->conn = NULL;
 }
 
-void mw_ws_free(struct mw_ws *ws)
+void mw_ws_fini(struct mw_ws *ws)
 {
-    mw_deadline_clear(&ws->idle);
     if (ws->conn) ws->conn->ws = NULL;
-    mw_buf_free(&ws->msg);
+    ws->conn = NULL;
+    free(ws->msg);
+    ws->msg = NULL;
     free(ws->ctl);
-    free(ws);
+    ws->ctl = NULL;
 }
 
 void mw_ws_accept_key(const char *key, size_t len, char out[29])

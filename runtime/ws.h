@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "deadline.h"
 #include "deflate.h"
 #include "utf8.h"
 #include "wq.h"
@@ -31,22 +30,22 @@ struct mw_ws_events {
 
 enum mw_ws_state { MW_WS_OPEN, MW_WS_CLOSING, MW_WS_CLOSED };
 
-/* Paid per open socket, for as long as it is open: narrow fields, and a
- * control frame's payload is held only while one arrives. */
+/* Paid per open socket, for as long as it is open: narrow fields, the
+ * ping and closing deadlines are the connection's own timer, and a control
+ * frame's payload is held only while one arrives. The owner embeds it. */
 struct mw_ws {
     struct mw_conn *conn;       /* NULL once the connection is gone */
     const struct mw_ws_events *ev;
-    void *ud;                   /* lua_ws.c's record */
     struct mw_ws_parser parser;
-    struct mw_pmd pmd;
-    size_t max_message;         /* bytes, after inflation */
-    uint64_t heartbeat_ms;      /* idle time before a ping; 0: never */
-    uint64_t last_rx_ms;        /* loop time of the last bytes read */
-    struct mw_deadline idle;    /* next ping, or the ping's deadline */
-    struct mw_buf msg;          /* the data message being reassembled */
-    uint8_t *ctl;               /* the control frame arriving (125 bytes at most), or NULL */
+    uint8_t *msg;               /* the data message being reassembled */
+    uint32_t msg_len, msg_cap;
+    uint32_t max_message;       /* bytes, after inflation */
+    uint32_t heartbeat_ms;      /* idle time before a ping; 0: never */
+    uint32_t last_rx_ms;        /* loop time of the last bytes read (wraps; differences count) */
     struct mw_utf8 utf8;
+    uint8_t *ctl;               /* the control frame arriving (125 bytes at most), or NULL */
     uint16_t close_sent;        /* code of the close frame we sent, 0 if none */
+    struct mw_pmd pmd;
     uint8_t close_notified;
     uint8_t state;              /* enum mw_ws_state */
     uint8_t ping_sent;          /* waiting for any frame after our ping */
@@ -58,8 +57,8 @@ struct mw_ws {
 };
 
 /* Takes over conn after the 101 response was queued. */
-struct mw_ws *mw_ws_new(struct mw_conn *conn, const struct mw_pmd *pmd, size_t max_message,
-                        uint64_t heartbeat_ms, const struct mw_ws_events *ev, void *ud);
+void mw_ws_init(struct mw_ws *ws, struct mw_conn *conn, const struct mw_pmd *pmd, size_t max_message,
+                uint64_t heartbeat_ms, const struct mw_ws_events *ev);
 /* New bytes in conn->rbuf. */
 void mw_ws_feed(struct mw_ws *ws);
 enum { MW_WS_SENT = 0, MW_WS_FULL = -1, MW_WS_CLOSED_ERR = -2 };
@@ -81,8 +80,10 @@ void mw_ws_pause(struct mw_ws *ws, int pause);
 void mw_ws_conn_closed(struct mw_ws *ws);
 /* The write queue made progress. */
 void mw_ws_drained(struct mw_ws *ws);
-/* Frees the record (after on_close, when lua_ws.c is done with it). */
-void mw_ws_free(struct mw_ws *ws);
+/* The connection's timer fired: a ping is due, or a deadline passed. */
+void mw_ws_timeout(struct mw_ws *ws);
+/* Releases what it holds (after on_close, when its owner is done with it). */
+void mw_ws_fini(struct mw_ws *ws);
 
 /* Frame bytes (header + payload), compressed when asked, as one buffer. */
 struct mw_shared *mw_ws_make_frame(int opcode, const void *data, size_t len, int compress,

@@ -20,12 +20,12 @@ int mw_ws_close_code_ok(unsigned code)
     return 0;
 }
 
-/* XORs the mask over a payload piece that starts `offset` bytes into its
- * frame, eight bytes at a time where it can. */
-static void unmask(uint8_t *d, size_t n, const uint8_t mask[4], uint64_t offset)
+/* XORs the mask over a payload piece that starts `phase` bytes (mod 4)
+ * into its frame, eight bytes at a time where it can. */
+static void unmask(uint8_t *d, size_t n, const uint8_t mask[4], unsigned phase)
 {
     uint8_t rot[8];
-    for (int k = 0; k < 8; k++) rot[k] = mask[(offset + (uint64_t)k) & 3];
+    for (unsigned k = 0; k < 8; k++) rot[k] = mask[(phase + k) & 3];
     size_t k = 0;
     if (n >= 8) {
         uint64_t m;
@@ -91,7 +91,7 @@ static int load_header(struct mw_ws_parser *p)
     if (!is_control(op)) p->message_open = !fin;
     p->opcode = op;
     p->remaining = len;
-    p->offset = 0;
+    p->phase = 0;
     return 0;
 }
 
@@ -127,8 +127,8 @@ long mw_ws_parse(struct mw_ws_parser *p, uint8_t *data, size_t len,
         size_t n = len - i;
         if ((uint64_t)n > p->remaining) n = (size_t)p->remaining;
         uint8_t *d = data + i;
-        unmask(d, n, p->mask, p->offset);
-        p->offset += n;
+        unmask(d, n, p->mask, p->phase);
+        p->phase = (uint8_t)((p->phase + n) & 3);
         p->remaining -= n;
         i += n;
         int stop = cb->on_payload(ud, d, n);

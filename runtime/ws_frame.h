@@ -47,7 +47,6 @@ struct mw_ws_frame_cb {
 
 struct mw_ws_parser {
     uint64_t remaining;     /* payload bytes left in the current frame */
-    uint64_t offset;        /* payload bytes seen (for the mask phase) */
     uint8_t hdr[14];        /* header bytes gathered so far */
     uint8_t hdr_len;
     uint8_t mask[4];
@@ -55,6 +54,7 @@ struct mw_ws_parser {
     uint8_t message_open;   /* a fragmented data message awaits continuations */
     uint8_t deflate;        /* RSV1 allowed (permessage-deflate negotiated) */
     uint8_t opcode;         /* of the current frame */
+    uint8_t phase;          /* payload bytes seen, mod 4: where the mask stands */
 };
 
 void mw_ws_parser_init(struct mw_ws_parser *p, int deflate);

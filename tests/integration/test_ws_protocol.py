@@ -243,6 +243,42 @@ def test_ws_req_has_params_query_and_headers(start):
                    "path": "/room/42/a/b c", "method": "GET"}
 
 
+def test_ws_req_lives_as_long_as_the_socket(start):
+    """ws.req is read from a packed copy of the handshake after the exchange
+    ended: every field comes back the same after full collections, long and
+    uncommon headers included, with what the upgrade hook stored; once the
+    socket is gone the handle still answers for its protocol and req."""
+    srv = start(APP)
+    long_value = "v" * 300  # a two-byte length in the packed form
+    headers = [("Cookie", "sid=abc; other=1"), ("X-Long", long_value), ("X-Odd-Name", "odd"),
+               ("X-Multi", "one"), ("X-Multi", "two")]
+    ws = WSRaw(srv, "/kept?q=hello%20there&tag=t1", headers=headers, protocols="kept.v1")
+    for _ in range(3):
+        ws.send_text("again")
+        got = json.loads(ws.recv_text())
+        assert got == {"method": "GET", "path": "/kept", "target": "/kept?q=hello%20there&tag=t1",
+                       "q": "hello there", "tag": "t1", "sid": "abc", "long": 300, "odd": "odd",
+                       "multi": "one, two", "via_header": "odd", "addr": "127.0.0.1",
+                       "version": "1.1", "id": got["id"], "protocol": "kept.v1", "same": True,
+                       "text": True}
+        assert re.fullmatch(r".+-\d+", got["id"])
+    ws.send_close(1000)
+    ws.expect_close(1000)
+    after = requests.get(srv.url + "/kept/after", timeout=10).json()
+    assert after == {"protocol": "kept.v1", "tag": "t1", "path": "/kept", "sent": False,
+                     "open": "moonwire.ws (closed)"}
+
+    # without a tag nothing anchors the req: after the socket is gone it
+    # reads as finished, and ws.req is still a req (not nil)
+    ws = WSRaw(srv, "/kept", protocols="kept.v1")
+    ws.send_text("x")
+    assert json.loads(ws.recv_text())["tag"] is False
+    ws.send_close(1000)
+    ws.expect_close(1000)
+    after = requests.get(srv.url + "/kept/after", timeout=10).json()
+    assert after["tag"] is False and after["protocol"] == "kept.v1"
+
+
 # --------------------------------------------------------- valid traffic
 
 def test_every_length_form_echoes(start):

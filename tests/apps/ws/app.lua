@@ -68,6 +68,37 @@ app:ws("/room/:id/*rest", {
   end,
 })
 
+-- ws.req for as long as the socket lives: read again after a full GC (an
+-- idle socket keeps only a packed copy of the handshake; the req the app
+-- saw is made again when nothing held it), with what the upgrade hook
+-- stored on it; and what a handle still answers once its socket is gone
+local last_closed
+app:ws("/kept", {
+  protocols = { "kept.v1" },
+  upgrade = function(req)
+    if req.query.tag then req.tag = req.query.tag end
+  end,
+  message = function(ws, data)
+    collectgarbage()
+    collectgarbage()
+    local r = ws.req
+    ws:send(mw.json.encode {
+      method = r.method, path = r.path, target = r.target, q = r.query.q, tag = r.tag or false,
+      sid = r.cookies.sid, long = #(r.headers["x-long"] or ""), odd = r.headers["x-odd-name"],
+      multi = r.headers["x-multi"], via_header = r:header("X-Odd-Name"), addr = r.remote_addr,
+      version = r.http_version, id = r.id, protocol = ws.protocol, same = r == ws.req,
+      text = tostring(r):match("^moonwire%.req") ~= nil,
+    })
+  end,
+  close = function(ws) last_closed = ws end,
+})
+app:get("/kept/after", function(req, res)
+  collectgarbage()
+  local ws = last_closed
+  res:json { protocol = ws.protocol, tag = ws.req.tag or false, path = ws.req.path or false,
+             sent = ws:send("late"), open = tostring(ws) }
+end)
+
 -- idle peers: pinged after 0.3 s, dropped after another 0.3 s of silence
 app:ws("/hb", { heartbeat = 0.3, message = echo, close = on_close("hb") })
 app:ws("/nohb", { heartbeat = 0, close = on_close("nohb") })
