@@ -294,7 +294,11 @@ static int on_frame_end(void *ud)
     int rc;
     switch (p->opcode) {
     case MW_WS_OP_PING:
-        if (ws->state == MW_WS_OPEN) queue_frame(ws, MW_WS_OP_PONG, 0, ws->ctl, ws->ctl_len, 0);
+        /* A peer that pings but reads nothing gets no more pongs once it
+         * is max_queued_bytes behind: RFC 6455 (5.5.3) lets a pong answer
+         * only the latest ping, and the queue must not grow without end. */
+        if (ws->state == MW_WS_OPEN && mw_ws_buffered(ws) <= mw_ws_max_queued(ws))
+            queue_frame(ws, MW_WS_OP_PONG, 0, ws->ctl, ws->ctl_len, 0);
         ctl_release(ws);
         return 0;
     case MW_WS_OP_PONG: ctl_release(ws); return 0; /* unsolicited or not, nothing to do */

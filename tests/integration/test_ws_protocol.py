@@ -735,6 +735,23 @@ def test_send_refuses_over_the_limit_and_drain_follows(start):
     ws.expect_close(1000)
 
 
+def test_pongs_stop_queueing_for_a_client_that_reads_nothing(start):
+    """13 MB of pings from a client that never reads: the server answers
+    until the client is max_queued_bytes behind, then only keeps reading
+    (the queue does not grow with the pings), and stays usable."""
+    srv = start(APP, env={"WS_MAX_QUEUED_BYTES": "4096"})
+    ws = WSRaw(srv, "/ping-flood", rcvbuf=4096)
+    batch = b"".join(frame(OP_PING, b"p" * 125) for _ in range(1000))
+    for _ in range(100):
+        ws.send_raw(batch)
+    ws.send_text("how far behind?")
+    got = wait_for(lambda: stats(srv).get("ping_flood"), what="the report")
+    assert got <= 4096 + 127
+    other = WSRaw(srv, "/echo")
+    other.send_text("still here")
+    assert other.recv_text() == "still here"
+
+
 def test_a_message_larger_than_the_queue_limit_reaches_a_reader(start):
     """The limit is how far behind a client may fall: an empty queue takes
     any message, sent or published."""

@@ -159,6 +159,11 @@ app:ws("/fill", {
   close = on_close("fill"),
 })
 
+-- a client that floods pings and reads nothing: what its queue holds
+app:ws("/ping-flood", {
+  message = function(ws) stats.ping_flood = ws:buffered() end,
+})
+
 -- a handle used after its close: every method is harmless
 app:ws("/after", {
   close = function(ws, code)
