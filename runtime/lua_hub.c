@@ -80,7 +80,7 @@ static void push_msg(lua_State *L, struct mw_msg *m)
 static void new_list(lua_State *L, int n)
 {
     lua_createtable(L, n, 0);
-    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+    mw_lua_push_array_mt(L);
     lua_setmetatable(L, -2);
 }
 
