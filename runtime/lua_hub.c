@@ -34,20 +34,55 @@ struct waiter {
     struct mw_req *req;     /* the waiting request, if a handler waits */
     struct mw_deadline timeout;
     int woken;
-    struct mw_msg **msgs;   /* collected deliveries */
+    struct mw_msg **msgs;   /* collected deliveries: one, or an array */
+    struct mw_msg *one;     /* where msgs points while there is one */
     size_t nmsgs;
-    struct waiter *prev, *next; /* every parked waiter, for shutdown */
+    struct waiter *prev, *next; /* every parked waiter, for shutdown; free list */
 };
 
 static _Thread_local struct waiter *waiters;
+static _Thread_local struct waiter *spare_waiters; /* freed ones, for the next wait */
+static _Thread_local size_t nspare;
+#ifdef MW_DEBUG
+#define SPARE_WAITERS_MAX 0 /* ASan sees every use after the end */
+#else
+#define SPARE_WAITERS_MAX 4096
+#endif
+
+/* The strings message tables are made of, interned: anchored in the
+ * registry (so each keeps its address while the state lives) and pushed
+ * from there without hashing. A short string with the same text is the
+ * same object, so comparing addresses compares texts. */
+enum { S_ID, S_DATA, S_KIND, S_TEXT, S_BINARY, S_COUNT };
+static const char *const str_text[S_COUNT] = {"id", "data", "kind", "text", "binary"};
+static _Thread_local int str_ref[S_COUNT];
+static _Thread_local const char *str_addr[S_COUNT];
+
+static void push_str(lua_State *L, int which)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, str_ref[which]);
+}
+
+/* The channel metatable's address: checking a handle compares pointers. */
+static _Thread_local const void *channel_mt;
 
 static void remember_options(lua_State *L, const char *name, size_t len);
 
 /* --------------------------------------------------------------- helpers */
 
+/* The channel handle at idx, or NULL. */
+static struct channel_handle *test_channel(lua_State *L, int idx)
+{
+    void *ud = lua_touserdata(L, idx);
+    if (!ud || !lua_getmetatable(L, idx)) return NULL;
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    return mt == channel_mt ? ud : NULL;
+}
+
 struct mw_channel *mw_lua_check_channel(lua_State *L, int idx, int create)
 {
-    struct channel_handle *h = luaL_testudata(L, idx, CHANNEL_MT);
+    struct channel_handle *h = test_channel(L, idx);
     if (h) return h->ch;
     /* the type first: lua_tolstring would turn a number into a name */
     if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "channel or channel name");
@@ -69,12 +104,15 @@ static int check_kind(lua_State *L, int idx, const char *data, size_t len)
 static void push_msg(lua_State *L, struct mw_msg *m)
 {
     lua_createtable(L, 0, 3);
+    push_str(L, S_ID);
     lua_pushinteger(L, (lua_Integer)m->id);
-    lua_setfield(L, -2, "id");
+    lua_rawset(L, -3);
+    push_str(L, S_DATA);
     lua_pushlstring(L, m->data, m->len);
-    lua_setfield(L, -2, "data");
-    lua_pushstring(L, m->kind == MW_MSG_BINARY ? "binary" : "text");
-    lua_setfield(L, -2, "kind");
+    lua_rawset(L, -3);
+    push_str(L, S_KIND);
+    push_str(L, m->kind == MW_MSG_BINARY ? S_BINARY : S_TEXT);
+    lua_rawset(L, -3);
 }
 
 static void new_list(lua_State *L, int n)
@@ -155,7 +193,9 @@ static int l_channel(lua_State *L)
 
 static struct mw_channel *self_channel(lua_State *L)
 {
-    return ((struct channel_handle *)luaL_checkudata(L, 1, CHANNEL_MT))->ch;
+    struct channel_handle *h = test_channel(L, 1);
+    if (!h) luaL_typeerror(L, 1, CHANNEL_MT);
+    return h->ch;
 }
 
 static int ch_publish(lua_State *L)
@@ -189,14 +229,30 @@ static void waiter_end(struct waiter *w)
     mw_hub_unsubscribe(&w->sub);
     if (w->req && w->req->waiter == w->co) w->req->waiter = NULL;
     for (size_t i = 0; i < w->nmsgs; i++) mw_msg_unref(w->msgs[i]);
-    free(w->msgs);
+    if (w->msgs != &w->one) free(w->msgs);
     w->msgs = NULL;
     w->nmsgs = 0;
     if (w->prev) w->prev->next = w->next;
     if (w->next) w->next->prev = w->prev;
     if (waiters == w) waiters = w->next;
     mw_deadline_clear(&w->timeout);
-    free(w);
+    if (nspare < SPARE_WAITERS_MAX) {
+        w->next = spare_waiters;
+        spare_waiters = w;
+        nspare++;
+    } else {
+        free(w);
+    }
+}
+
+static struct waiter *waiter_new(void)
+{
+    struct waiter *w = spare_waiters;
+    if (!w) return mw_xcalloc(1, sizeof *w);
+    spare_waiters = w->next;
+    nspare--;
+    memset(w, 0, sizeof *w);
+    return w;
 }
 
 static void wake(struct waiter *w)
@@ -210,7 +266,14 @@ static void wake(struct waiter *w)
 static void waiter_deliver(struct mw_sub *sub, struct mw_msg *m)
 {
     struct waiter *w = (struct waiter *)sub;
-    w->msgs = mw_xrealloc(w->msgs, (w->nmsgs + 1) * sizeof *w->msgs);
+    if (w->nmsgs == 0) {
+        w->msgs = &w->one;
+    } else if (w->msgs == &w->one) {
+        w->msgs = mw_xmalloc(2 * sizeof *w->msgs);
+        w->msgs[0] = w->one;
+    } else {
+        w->msgs = mw_xrealloc(w->msgs, (w->nmsgs + 1) * sizeof *w->msgs);
+    }
     mw_msg_ref(m);
     w->msgs[w->nmsgs++] = m;
     wake(w);
@@ -273,7 +336,7 @@ static int ch_wait(lua_State *L)
         mw_lua_push_closed(L);
         return lua_error(L);
     }
-    struct waiter *w = mw_xcalloc(1, sizeof *w);
+    struct waiter *w = waiter_new();
     w->sub.ops = &waiter_ops;
     w->sub.owner = w;
     w->co = co;
@@ -329,24 +392,39 @@ void mw_lua_hub_wake_all(void)
     for (struct waiter *w = waiters; w; w = w->next) wake(w);
 }
 
+void mw_lua_hub_release(void)
+{
+    while (spare_waiters) {
+        struct waiter *w = spare_waiters;
+        spare_waiters = w->next;
+        free(w);
+    }
+    nspare = 0;
+}
+
 static int ch_gc(lua_State *L)
 {
-    struct channel_handle *h = luaL_checkudata(L, 1, CHANNEL_MT);
+    struct channel_handle *h = test_channel(L, 1);
+    if (!h) return 0;
     if (h->ch) mw_channel_unref(h->ch);
     h->ch = NULL;
     return 0;
 }
 
+/* __index, with the methods table as upvalue: a method call (ch:wait)
+ * costs one raw lookup. */
 static int ch_index(lua_State *L)
 {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
     struct mw_channel *ch = self_channel(L);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "name") == 0) {
         lua_pushlstring(L, ch->name, ch->name_len);
         return 1;
     }
-    mw_lua_push_method(L);
-    return 1; /* the method, or nil */
+    return 0;
 }
 
 static int ch_tostring(lua_State *L)
@@ -365,9 +443,19 @@ void mw_lua_open_hub(lua_State *L)
                                        {"wait", ch_wait},
                                        {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"publish", l_publish}, {"channel", l_channel}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {
-        {"__index", ch_index}, {"__gc", ch_gc}, {"__tostring", ch_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", ch_gc}, {"__tostring", ch_tostring}, {NULL, NULL}};
     /* stack: core */
     mw_lua_class(L, CHANNEL_MT, methods, meta, NULL);
+    luaL_getmetatable(L, CHANNEL_MT);
+    channel_mt = lua_topointer(L, -1);
+    lua_getfield(L, -1, "methods");
+    lua_pushcclosure(L, ch_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    for (int i = 0; i < S_COUNT; i++) {
+        lua_pushstring(L, str_text[i]);
+        str_addr[i] = lua_tostring(L, -1);
+        str_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     luaL_setfuncs(L, funcs, 0);
 }

@@ -17,5 +17,7 @@ void mw_lua_open_hub(lua_State *L);
 void mw_lua_hub_forget_version(lua_State *L, int version);
 /* Ends every parked ch:wait with what it has (shutdown). */
 void mw_lua_hub_wake_all(void);
+/* Frees what the hub bindings keep between calls (the state is closing). */
+void mw_lua_hub_release(void);
 
 #endif
