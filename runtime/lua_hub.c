@@ -5,10 +5,16 @@
  * its own timeout timer: nothing polls. Messages published before it
  * resumes are collected, so a burst in one loop turn arrives as one list.
  * When the waiting request's client leaves, the wait is cancelled at once
- * and the handler ends quietly. */
+ * and the handler ends quietly.
+ *
+ * The list a wait (or ch:history) returns last is remembered with its
+ * messages, so that mw.json can write each message table that is still
+ * exactly as made from its message's cached encoding instead of walking
+ * and escaping it again (mw_lua_hub_encode_msg). */
 #include "deadline.h"
 #include "http.h"
 #include "hub.h"
+#include "json_text.h"
 #include "log.h"
 #include "lua_core.h"
 #include "lua_hub.h"
@@ -66,6 +72,13 @@ static void push_str(lua_State *L, int which)
 /* The channel metatable's address: checking a handle compares pointers. */
 static _Thread_local const void *channel_mt;
 
+/* The list made last by ch:wait or ch:history, with its messages. */
+static _Thread_local struct {
+    const void *list;       /* lua_topointer of the list; NULL: none */
+    struct mw_msg **msgs;   /* one reference each */
+    size_t n, cap;
+} last_list;
+
 static void remember_options(lua_State *L, const char *name, size_t len);
 
 /* --------------------------------------------------------------- helpers */
@@ -122,26 +135,132 @@ static void new_list(lua_State *L, int n)
     lua_setmetatable(L, -2);
 }
 
+static void forget_last_list(void)
+{
+    for (size_t i = 0; i < last_list.n; i++) mw_msg_unref(last_list.msgs[i]);
+    last_list.n = 0;
+    last_list.list = NULL;
+}
+
+/* Remembers the list at the top of the stack as made of msgs[0..n-1],
+ * taking their references. Called once the list is complete: making it
+ * allocates, and a finalizer run by that could list messages too. */
+static void remember_list(lua_State *L, struct mw_msg **msgs, size_t n)
+{
+    forget_last_list();
+    if (last_list.cap < n) {
+        last_list.cap = n < 8 ? 8 : n;
+        last_list.msgs = mw_xrealloc(last_list.msgs, last_list.cap * sizeof *last_list.msgs);
+    }
+    if (n) memcpy(last_list.msgs, msgs, n * sizeof *msgs);
+    last_list.n = n;
+    last_list.list = lua_topointer(L, -1);
+}
+
 struct collect {
     lua_State *L;
-    int n;
+    size_t n, cap;
+    struct mw_msg **msgs; /* referenced */
 };
 
 static void collect_one(struct mw_msg *m, void *ud)
 {
     struct collect *c = ud;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        c->msgs = mw_xrealloc(c->msgs, c->cap * sizeof *c->msgs);
+    }
+    mw_msg_ref(m);
+    c->msgs[c->n++] = m;
     push_msg(c->L, m);
-    lua_rawseti(c->L, -2, ++c->n);
+    lua_rawseti(c->L, -2, (lua_Integer)c->n);
 }
 
 /* Pushes the messages after since and returns 2 (list, missed). */
 static int push_history(lua_State *L, struct mw_channel *ch, long long since)
 {
     new_list(L, 0);
-    struct collect c = {L, 0};
+    struct collect c = {L, 0, 0, NULL};
     size_t missed = mw_channel_history(ch, since, collect_one, &c);
+    remember_list(L, c.msgs, c.n);
+    free(c.msgs);
     lua_pushinteger(L, (lua_Integer)missed);
     return 2;
+}
+
+struct mw_msg *const *mw_lua_hub_list_msgs(lua_State *L, int idx, size_t *n)
+{
+    if (!last_list.list || lua_topointer(L, idx) != last_list.list) return NULL;
+    *n = last_list.n;
+    return last_list.msgs;
+}
+
+/* The message's data as a JSON string literal, made once. */
+static struct mw_shared *json_data(struct mw_msg *m)
+{
+    struct mw_shared *enc = mw_msg_encoding(m, MW_ENC_JSON, NULL);
+    if (enc) return enc;
+    struct mw_buf b;
+    mw_buf_init(&b);
+    mw_json_append_string(&b, m->data, m->len);
+    enc = mw_shared_new(b.data, b.len);
+    mw_buf_free(&b);
+    mw_msg_set_encoding(m, MW_ENC_JSON, NULL, enc);
+    return enc;
+}
+
+int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf *b)
+{
+    /* the table push_msg made, or what is left of it: no metatable, no
+     * key but id, data and kind, each holding the message's value. Each
+     * piece goes out as the encoder's own walk would write it, in the
+     * same (traversal) order, so the bytes are the same either way. */
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    size_t mark = b->len;
+    int first = 1;
+    mw_buf_appendc(b, '{');
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        /* stack: key, value */
+        if (lua_type(L, -2) != LUA_TSTRING) goto differs;
+        const char *k = lua_tostring(L, -2);
+        if (!first) mw_buf_appendc(b, ',');
+        first = 0;
+        if (k == str_addr[S_ID]) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != (lua_Integer)m->id) goto differs;
+            mw_buf_append(b, "\"id\":", 5);
+            mw_json_append_integer(b, (long long)m->id);
+        } else if (k == str_addr[S_DATA]) {
+            size_t len;
+            if (lua_type(L, -1) != LUA_TSTRING) goto differs;
+            const char *d = lua_tolstring(L, -1, &len);
+            if (len != m->len || memcmp(d, m->data, len) != 0) goto differs;
+            struct mw_shared *enc = json_data(m);
+            mw_buf_append(b, "\"data\":", 7);
+            mw_buf_append(b, enc->data, enc->len);
+        } else if (k == str_addr[S_KIND]) {
+            int binary = m->kind == MW_MSG_BINARY;
+            if (lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1) != str_addr[binary ? S_BINARY : S_TEXT])
+                goto differs;
+            if (binary)
+                mw_buf_append(b, "\"kind\":\"binary\"", 15);
+            else
+                mw_buf_append(b, "\"kind\":\"text\"", 13);
+        } else {
+            goto differs;
+        }
+        lua_pop(L, 1);
+    }
+    mw_buf_appendc(b, '}');
+    return 1;
+differs:
+    lua_pop(L, 2);
+    b->len = mark;
+    return 0;
 }
 
 static long long opt_since(lua_State *L, int idx)
@@ -303,6 +422,8 @@ static int wait_done(lua_State *L, void *obj)
         push_msg(L, w->msgs[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    remember_list(L, w->msgs, w->nmsgs); /* the waiter's references move */
+    w->nmsgs = 0;
     lua_pushinteger(L, 0);
     waiter_end(w);
     return 2;
@@ -394,6 +515,10 @@ void mw_lua_hub_wake_all(void)
 
 void mw_lua_hub_release(void)
 {
+    forget_last_list();
+    free(last_list.msgs);
+    last_list.msgs = NULL;
+    last_list.cap = 0;
     while (spare_waiters) {
         struct waiter *w = spare_waiters;
         spare_waiters = w->next;

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "json_text.h"
 #include "lua_core.h"
+#include "lua_hub.h"
 #include "utf8.h"
 
 #include <lauxlib.h>
@@ -120,10 +121,15 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
     if (is_array) {
         put_c(b, '[');
         int top = lua_gettop(L) + 1;
+        /* a list from ch:wait or ch:history: each message table still as
+         * made comes from the message's cached encoding */
+        size_t nmsgs = 0;
+        struct mw_msg *const *msgs = mw_lua_hub_list_msgs(L, idx, &nmsgs);
         for (lua_Integer i = 1; i <= n; i++) {
             if (i > 1) put_c(b, ',');
             lua_rawgeti(L, idx, i);
-            enc_value(L, b, top, depth + 1);
+            if (!msgs || (size_t)i > nmsgs || !mw_lua_hub_encode_msg(L, top, msgs[i - 1], b))
+                enc_value(L, b, top, depth + 1);
             lua_pop(L, 1);
         }
         put_c(b, ']');
