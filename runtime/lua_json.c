@@ -23,14 +23,15 @@
 static const char SENTINEL[] = "\xED\xA0\x80";
 static char decode_key; /* decode of our own cjson instance */
 
-static char array_mt_key; /* the array metatable, also under a light key */
-/* ... and its address: the encoder compares metatables by pointer. The
- * registry keeps the table, so the address stays its own. */
+/* The array metatable, also under an integer key in the registry (an
+ * array lookup), and its address: the encoder compares metatables by
+ * pointer. The registry keeps the table, so the address stays its own. */
+static _Thread_local int array_mt_ref = LUA_NOREF;
 static _Thread_local const void *array_mt;
 
 static void push_array_mt(lua_State *L)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, array_mt_ref);
 }
 
 void mw_lua_push_array_mt(lua_State *L)
@@ -454,7 +455,7 @@ void mw_lua_open_json(lua_State *L)
     lua_setfield(L, -2, "__name");
     array_mt = lua_topointer(L, -1);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+    array_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
 
     /* An instance of our own (cjson.new), so strict settings do not change

@@ -71,12 +71,16 @@ static struct mw_req *check_req(lua_State *L)
     return req;
 }
 
-static int push_handle(lua_State *L, struct mw_req *req, void *mt_key, int nuv)
+/* For dispatch: the metatables and the names of the fields set at once,
+ * under integer keys in the registry (an array lookup, no hashing). */
+static _Thread_local int req_mt_ref, res_mt_ref, method_ref, path_ref;
+
+static int push_handle(lua_State *L, struct mw_req *req, int mt_ref, int nuv)
 {
     struct handle *ud = lua_newuserdatauv(L, sizeof *ud, nuv);
     ud->req = req;
     ud->gen = req->gen;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, mt_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
     lua_setmetatable(L, -2);
     return 1;
 }
@@ -790,21 +794,23 @@ void mw_lua_req_dispatch(struct mw_req *req)
     lua_rawgeti(T, LUA_REGISTRYINDEX, vm->app_ref);
 
     /* stack: dispatch, app */
-    push_handle(T, req, &req_mt_key, 1);
+    push_handle(T, req, req_mt_ref, 1);
     lua_createtable(T, 0, 4);
     lua_pushlstring(T, req->hbuf.data + req->method.off, req->method.len);
-    lua_pushvalue(T, -1);
-    lua_setfield(T, -3, "method");
+    lua_rawgeti(T, LUA_REGISTRYINDEX, method_ref);
+    lua_pushvalue(T, -2);
+    lua_rawset(T, -4);
     lua_insert(T, -3);
     /* stack: dispatch, app, method, req, fields */
     struct mw_path *p = &scratch_path;
     int rc = mw_path_parse(p, req->hbuf.data + req->target.off, req->target.len);
     if (rc == MW_URL_OK) {
+        lua_rawgeti(T, LUA_REGISTRYINDEX, path_ref);
         lua_pushlstring(T, p->text.data, p->text.len);
-        lua_setfield(T, -2, "path");
+        lua_rawset(T, -3);
     }
     lua_setiuservalue(T, -2, 1);
-    push_handle(T, req, &res_mt_key, 0);
+    push_handle(T, req, res_mt_ref, 0);
     /* stack: dispatch, app, method, req, res */
     lua_rotate(T, -3, 2);
     /* stack: dispatch, app, req, res, method */
@@ -857,9 +863,15 @@ void mw_lua_open_req(lua_State *L)
                                            {"_close_after", res_close_after},
                                            {NULL, NULL}};
     /* stack: core */
+    lua_pushliteral(L, "method");
+    method_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushliteral(L, "path");
+    path_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newmetatable(L, REQ_MT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+    lua_pushvalue(L, -1);
+    req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushcfunction(L, req_index);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_newindex);
@@ -875,6 +887,8 @@ void mw_lua_open_req(lua_State *L)
     luaL_newmetatable(L, RES_MT);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &res_mt_key);
+    lua_pushvalue(L, -1);
+    res_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newlib(L, res_methods);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &res_methods_key);
