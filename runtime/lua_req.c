@@ -25,9 +25,6 @@
 #define RES_MT "moonwire.res"
 
 static char req_methods_key, res_methods_key;
-/* The metatables, also kept under light keys: every method call checks its
- * receiver, and a lookup by pointer skips interning the name. */
-static char req_mt_key, res_mt_key;
 
 /* ------------------------------------------------------------- accessors */
 
@@ -36,15 +33,18 @@ struct handle {
     uint32_t gen;
 };
 
+/* The metatables' addresses (the registry keeps both tables): every
+ * method call checks its receiver, by comparing pointers. */
+static _Thread_local const void *req_mt_addr, *res_mt_addr;
+
 static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
 {
-    void *key = mt[11] == 'q' ? (void *)&req_mt_key : (void *)&res_mt_key; /* moonwire.re[qs] */
+    const void *want = mt[11] == 'q' ? req_mt_addr : res_mt_addr; /* moonwire.re[qs] */
     struct handle *ud = lua_touserdata(L, idx);
     int ok = 0;
     if (ud && lua_getmetatable(L, idx)) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-        ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        ok = lua_topointer(L, -1) == want;
+        lua_pop(L, 1);
     }
     if (!ok) luaL_typeerror(L, idx, mt);
     return ud->req->gen == ud->gen ? ud->req : NULL;
@@ -869,9 +869,8 @@ void mw_lua_open_req(lua_State *L)
     path_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     luaL_newmetatable(L, REQ_MT);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
-    lua_pushvalue(L, -1);
     req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    req_mt_addr = lua_topointer(L, -1);
     lua_pushcfunction(L, req_index);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_newindex);
@@ -886,9 +885,8 @@ void mw_lua_open_req(lua_State *L)
 
     luaL_newmetatable(L, RES_MT);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &res_mt_key);
-    lua_pushvalue(L, -1);
     res_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    res_mt_addr = lua_topointer(L, -1);
     luaL_newlib(L, res_methods);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &res_methods_key);
