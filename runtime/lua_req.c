@@ -229,6 +229,10 @@ static int req_header(lua_State *L)
 
 static void push_decoded(lua_State *L, const char *s, size_t len)
 {
+    if (!memchr(s, '%', len) && !memchr(s, '+', len)) { /* nothing to decode */
+        lua_pushlstring(L, s, len);
+        return;
+    }
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, len + 1);
     size_t n;
@@ -305,7 +309,9 @@ static void push_query(lua_State *L, struct mw_req *req)
 {
     size_t qlen, pos = 0;
     const char *qs = target_query(req, &qlen);
-    lua_newtable(L);
+    int n = 0; /* parameters, at most: sized once, not grown key by key */
+    for (size_t i = 0; qs && i < qlen && n < 64; i++) n += qs[i] == '&';
+    lua_createtable(L, 0, qs && qlen ? n + 1 : 0);
     struct mw_span k, v;
     while (qs && mw_query_next(qs, qlen, &pos, &k, &v)) {
         push_decoded(L, qs + k.off, k.len);
