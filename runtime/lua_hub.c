@@ -220,46 +220,58 @@ int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf
         lua_pop(L, 1);
         return 0;
     }
+    struct mw_shared *data = json_data(m);
+    /* room for all of it: {"id":<20>,"data":<data>,"kind":"binary"} */
     size_t mark = b->len;
-    int first = 1;
-    mw_buf_appendc(b, '{');
+    char *out = mw_buf_reserve(b, data->len + 64), *start = out;
+    *out++ = '{';
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         /* stack: key, value */
         if (lua_type(L, -2) != LUA_TSTRING) goto differs;
         const char *k = lua_tostring(L, -2);
-        if (!first) mw_buf_appendc(b, ',');
-        first = 0;
+        if (out - start > 1) *out++ = ',';
         if (k == str_addr[S_ID]) {
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != (lua_Integer)m->id) goto differs;
-            mw_buf_append(b, "\"id\":", 5);
-            mw_json_append_integer(b, (long long)m->id);
+            memcpy(out, "\"id\":", 5);
+            out += 5;
+            char tmp[24], *p = tmp + sizeof tmp;
+            uint64_t u = m->id;
+            do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            memcpy(out, p, (size_t)(tmp + sizeof tmp - p));
+            out += tmp + sizeof tmp - p;
         } else if (k == str_addr[S_DATA]) {
             size_t len;
             if (lua_type(L, -1) != LUA_TSTRING) goto differs;
             const char *d = lua_tolstring(L, -1, &len);
             if (len != m->len || memcmp(d, m->data, len) != 0) goto differs;
-            struct mw_shared *enc = json_data(m);
-            mw_buf_append(b, "\"data\":", 7);
-            mw_buf_append(b, enc->data, enc->len);
+            memcpy(out, "\"data\":", 7);
+            memcpy(out + 7, data->data, data->len);
+            out += 7 + data->len;
         } else if (k == str_addr[S_KIND]) {
             int binary = m->kind == MW_MSG_BINARY;
             if (lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1) != str_addr[binary ? S_BINARY : S_TEXT])
                 goto differs;
-            if (binary)
-                mw_buf_append(b, "\"kind\":\"binary\"", 15);
-            else
-                mw_buf_append(b, "\"kind\":\"text\"", 13);
+            if (binary) {
+                memcpy(out, "\"kind\":\"binary\"", 15);
+                out += 15;
+            } else {
+                memcpy(out, "\"kind\":\"text\"", 13);
+                out += 13;
+            }
         } else {
             goto differs;
         }
         lua_pop(L, 1);
     }
-    mw_buf_appendc(b, '}');
+    *out++ = '}';
+    b->len = mark + (size_t)(out - start);
     return 1;
 differs:
     lua_pop(L, 2);
-    b->len = mark;
     return 0;
 }
 
