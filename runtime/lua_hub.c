@@ -157,33 +157,47 @@ static void remember_list(lua_State *L, struct mw_msg **msgs, size_t n)
     last_list.list = lua_topointer(L, -1);
 }
 
+#define COLLECT_INLINE 16
+
 struct collect {
-    lua_State *L;
     size_t n, cap;
-    struct mw_msg **msgs; /* referenced */
+    struct mw_msg **msgs; /* referenced; inline while they fit */
+    struct mw_msg *inline_msgs[COLLECT_INLINE];
 };
 
 static void collect_one(struct mw_msg *m, void *ud)
 {
     struct collect *c = ud;
     if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 16;
-        c->msgs = mw_xrealloc(c->msgs, c->cap * sizeof *c->msgs);
+        c->cap *= 2;
+        if (c->msgs == c->inline_msgs) {
+            c->msgs = mw_xmalloc(c->cap * sizeof *c->msgs);
+            memcpy(c->msgs, c->inline_msgs, sizeof c->inline_msgs);
+        } else {
+            c->msgs = mw_xrealloc(c->msgs, c->cap * sizeof *c->msgs);
+        }
     }
     mw_msg_ref(m);
     c->msgs[c->n++] = m;
-    push_msg(c->L, m);
-    lua_rawseti(c->L, -2, (lua_Integer)c->n);
 }
 
-/* Pushes the messages after since and returns 2 (list, missed). */
+/* Pushes the messages after since and returns 2 (list, missed). They are
+ * listed first, then made into tables: no Lua code (a finalizer that
+ * publishes) runs while the history is walked. */
 static int push_history(lua_State *L, struct mw_channel *ch, long long since)
 {
-    new_list(L, 0);
-    struct collect c = {L, 0, 0, NULL};
+    struct collect c;
+    c.n = 0;
+    c.cap = COLLECT_INLINE;
+    c.msgs = c.inline_msgs;
     size_t missed = mw_channel_history(ch, since, collect_one, &c);
+    new_list(L, (int)c.n);
+    for (size_t i = 0; i < c.n; i++) {
+        push_msg(L, c.msgs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
     remember_list(L, c.msgs, c.n);
-    free(c.msgs);
+    if (c.msgs != c.inline_msgs) free(c.msgs);
     lua_pushinteger(L, (lua_Integer)missed);
     return 2;
 }
