@@ -8,9 +8,9 @@
  * and the handler ends quietly.
  *
  * The list a wait (or ch:history) returns last is remembered with its
- * messages, so that mw.json can write each message table that is still
- * exactly as made from its message's cached encoding instead of walking
- * and escaping it again (mw_lua_hub_encode_msg). */
+ * messages, so that mw.json can write each message table that still holds
+ * what it was made with from its message's cached encoding, instead of
+ * walking and escaping it again (mw_lua_hub_encode_msg). */
 #include "deadline.h"
 #include "http.h"
 #include "hub.h"
