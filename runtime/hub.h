@@ -28,7 +28,7 @@ struct mw_msg_enc {
     struct mw_shared *bytes;
 };
 
-enum { MW_ENC_SSE = 1, MW_ENC_SSE_ID = 4, MW_ENC_WS = 2, MW_ENC_WS_ENVELOPE = 3 };
+enum { MW_ENC_SSE = 1, MW_ENC_SSE_ID = 4, MW_ENC_WS = 2, MW_ENC_WS_ENVELOPE = 3, MW_ENC_JSON = 5 };
 
 struct mw_msg {
     int refs;

@@ -80,25 +80,15 @@ static _Thread_local struct slab *slabs;
 static _Thread_local struct mw_lua_alloc_stats stats;
 #endif
 
-void *mw_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+#ifndef MW_DEBUG
+/* Everything but a small block taken from or given back to its list. */
+__attribute__((noinline)) static void *alloc_rest(void *ptr, size_t osize, size_t nsize)
 {
-    (void)ud;
-#ifdef MW_DEBUG
-    if (nsize == 0) {
-        free(ptr);
-        return NULL;
-    }
-    return realloc(ptr, nsize);
-#else
     /* with ptr == NULL, osize is a type tag, not a size */
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        if (!ptr) return NULL;
         stats.in_use_bytes -= old;
-        if (old <= MW_SMALL_MAX)
-            small_free(ptr, class_of(old));
-        else
-            free(ptr);
+        free(ptr); /* a large block: small ones never get here */
         return NULL;
     }
     if (ptr && old > MW_SMALL_MAX && nsize > MW_SMALL_MAX) {
@@ -122,6 +112,38 @@ void *mw_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     stats.in_use_bytes += nsize - old;
     return q;
+}
+#endif
+
+void *mw_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+#ifdef MW_DEBUG
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+#else
+    /* the common cases first, with no call: freeing a small block (or
+     * nothing), and a new small block from its list */
+    if (nsize == 0) {
+        if (!ptr) return NULL;
+        if (osize <= MW_SMALL_MAX) {
+            stats.in_use_bytes -= osize;
+            small_free(ptr, class_of(osize));
+            return NULL;
+        }
+    } else if (!ptr && nsize <= MW_SMALL_MAX) {
+        struct free_block **list = &lists[class_of(nsize)];
+        struct free_block *b = *list;
+        if (b) {
+            *list = b->next;
+            stats.in_use_bytes += nsize;
+            return b;
+        }
+    }
+    return alloc_rest(ptr, osize, nsize);
 #endif
 }
 

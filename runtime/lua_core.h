@@ -33,6 +33,8 @@ void mw_lua_open_json(lua_State *L);
 void mw_lua_json_encode(lua_State *L, int idx);
 /* The same into a buffer that the next encode reuses; no Lua string. */
 const char *mw_lua_json_encode_scratch(lua_State *L, int idx, size_t *len);
+/* Pushes the array metatable (mw.json.array_mt). */
+void mw_lua_push_array_mt(lua_State *L);
 /* Decodes s; pushes the value, or nil and a message. */
 int mw_lua_json_decode(lua_State *L, const char *s, size_t len);
 

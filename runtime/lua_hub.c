@@ -5,10 +5,16 @@
  * its own timeout timer: nothing polls. Messages published before it
  * resumes are collected, so a burst in one loop turn arrives as one list.
  * When the waiting request's client leaves, the wait is cancelled at once
- * and the handler ends quietly. */
+ * and the handler ends quietly.
+ *
+ * The list a wait (or ch:history) returns last is remembered with its
+ * messages, so that mw.json can write each message table that still holds
+ * what it was made with from its message's cached encoding, instead of
+ * walking and escaping it again (mw_lua_hub_encode_msg). */
 #include "deadline.h"
 #include "http.h"
 #include "hub.h"
+#include "json_text.h"
 #include "log.h"
 #include "lua_core.h"
 #include "lua_hub.h"
@@ -34,20 +40,62 @@ struct waiter {
     struct mw_req *req;     /* the waiting request, if a handler waits */
     struct mw_deadline timeout;
     int woken;
-    struct mw_msg **msgs;   /* collected deliveries */
+    struct mw_msg **msgs;   /* collected deliveries: one, or an array */
+    struct mw_msg *one;     /* where msgs points while there is one */
     size_t nmsgs;
-    struct waiter *prev, *next; /* every parked waiter, for shutdown */
+    struct waiter *prev, *next; /* every parked waiter, for shutdown; free list */
 };
 
 static _Thread_local struct waiter *waiters;
+static _Thread_local struct waiter *spare_waiters; /* freed ones, for the next wait */
+static _Thread_local size_t nspare;
+#ifdef MW_DEBUG
+#define SPARE_WAITERS_MAX 0 /* ASan sees every use after the end */
+#else
+#define SPARE_WAITERS_MAX 4096
+#endif
+
+/* The strings message tables are made of, interned: anchored in the
+ * registry (so each keeps its address while the state lives) and pushed
+ * from there without hashing. A short string with the same text is the
+ * same object, so comparing addresses compares texts. */
+enum { S_ID, S_DATA, S_KIND, S_TEXT, S_BINARY, S_COUNT };
+static const char *const str_text[S_COUNT] = {"id", "data", "kind", "text", "binary"};
+static _Thread_local int str_ref[S_COUNT];
+static _Thread_local const char *str_addr[S_COUNT];
+
+static void push_str(lua_State *L, int which)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, str_ref[which]);
+}
+
+/* The channel metatable's address: checking a handle compares pointers. */
+static _Thread_local const void *channel_mt;
+
+/* The list made last by ch:wait or ch:history, with its messages. */
+static _Thread_local struct {
+    const void *list;       /* lua_topointer of the list; NULL: none */
+    struct mw_msg **msgs;   /* one reference each */
+    size_t n, cap;
+} last_list;
 
 static void remember_options(lua_State *L, const char *name, size_t len);
 
 /* --------------------------------------------------------------- helpers */
 
+/* The channel handle at idx, or NULL. */
+static struct channel_handle *test_channel(lua_State *L, int idx)
+{
+    void *ud = lua_touserdata(L, idx);
+    if (!ud || !lua_getmetatable(L, idx)) return NULL;
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    return mt == channel_mt ? ud : NULL;
+}
+
 struct mw_channel *mw_lua_check_channel(lua_State *L, int idx, int create)
 {
-    struct channel_handle *h = luaL_testudata(L, idx, CHANNEL_MT);
+    struct channel_handle *h = test_channel(L, idx);
     if (h) return h->ch;
     /* the type first: lua_tolstring would turn a number into a name */
     if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "channel or channel name");
@@ -69,41 +117,176 @@ static int check_kind(lua_State *L, int idx, const char *data, size_t len)
 static void push_msg(lua_State *L, struct mw_msg *m)
 {
     lua_createtable(L, 0, 3);
+    push_str(L, S_ID);
     lua_pushinteger(L, (lua_Integer)m->id);
-    lua_setfield(L, -2, "id");
+    lua_rawset(L, -3);
+    push_str(L, S_DATA);
     lua_pushlstring(L, m->data, m->len);
-    lua_setfield(L, -2, "data");
-    lua_pushstring(L, m->kind == MW_MSG_BINARY ? "binary" : "text");
-    lua_setfield(L, -2, "kind");
+    lua_rawset(L, -3);
+    push_str(L, S_KIND);
+    push_str(L, m->kind == MW_MSG_BINARY ? S_BINARY : S_TEXT);
+    lua_rawset(L, -3);
 }
 
 static void new_list(lua_State *L, int n)
 {
     lua_createtable(L, n, 0);
-    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+    mw_lua_push_array_mt(L);
     lua_setmetatable(L, -2);
 }
 
+static void forget_last_list(void)
+{
+    for (size_t i = 0; i < last_list.n; i++) mw_msg_unref(last_list.msgs[i]);
+    last_list.n = 0;
+    last_list.list = NULL;
+}
+
+/* Remembers the list at the top of the stack as made of msgs[0..n-1],
+ * taking their references. Called once the list is complete: making it
+ * allocates, and a finalizer run by that could list messages too. */
+static void remember_list(lua_State *L, struct mw_msg **msgs, size_t n)
+{
+    forget_last_list();
+    if (last_list.cap < n) {
+        last_list.cap = n < 8 ? 8 : n;
+        last_list.msgs = mw_xrealloc(last_list.msgs, last_list.cap * sizeof *last_list.msgs);
+    }
+    if (n) memcpy(last_list.msgs, msgs, n * sizeof *msgs);
+    last_list.n = n;
+    last_list.list = lua_topointer(L, -1);
+}
+
+#define COLLECT_INLINE 16
+
 struct collect {
-    lua_State *L;
-    int n;
+    size_t n, cap;
+    struct mw_msg **msgs; /* referenced; inline while they fit */
+    struct mw_msg *inline_msgs[COLLECT_INLINE];
 };
 
 static void collect_one(struct mw_msg *m, void *ud)
 {
     struct collect *c = ud;
-    push_msg(c->L, m);
-    lua_rawseti(c->L, -2, ++c->n);
+    if (c->n == c->cap) {
+        c->cap *= 2;
+        if (c->msgs == c->inline_msgs) {
+            c->msgs = mw_xmalloc(c->cap * sizeof *c->msgs);
+            memcpy(c->msgs, c->inline_msgs, sizeof c->inline_msgs);
+        } else {
+            c->msgs = mw_xrealloc(c->msgs, c->cap * sizeof *c->msgs);
+        }
+    }
+    mw_msg_ref(m);
+    c->msgs[c->n++] = m;
 }
 
-/* Pushes the messages after since and returns 2 (list, missed). */
+/* Pushes the messages after since and returns 2 (list, missed). They are
+ * listed first, then made into tables: no Lua code (a finalizer that
+ * publishes) runs while the history is walked. */
 static int push_history(lua_State *L, struct mw_channel *ch, long long since)
 {
-    new_list(L, 0);
-    struct collect c = {L, 0};
+    struct collect c;
+    c.n = 0;
+    c.cap = COLLECT_INLINE;
+    c.msgs = c.inline_msgs;
     size_t missed = mw_channel_history(ch, since, collect_one, &c);
+    new_list(L, (int)c.n);
+    for (size_t i = 0; i < c.n; i++) {
+        push_msg(L, c.msgs[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    remember_list(L, c.msgs, c.n);
+    if (c.msgs != c.inline_msgs) free(c.msgs);
     lua_pushinteger(L, (lua_Integer)missed);
     return 2;
+}
+
+struct mw_msg *const *mw_lua_hub_list_msgs(lua_State *L, int idx, size_t *n)
+{
+    if (!last_list.list || lua_topointer(L, idx) != last_list.list) return NULL;
+    *n = last_list.n;
+    return last_list.msgs;
+}
+
+/* The message's data as a JSON string literal, made once. */
+static struct mw_shared *json_data(struct mw_msg *m)
+{
+    struct mw_shared *enc = mw_msg_encoding(m, MW_ENC_JSON, NULL);
+    if (enc) return enc;
+    struct mw_buf b;
+    mw_buf_init(&b);
+    mw_json_append_string(&b, m->data, m->len);
+    enc = mw_shared_new(b.data, b.len);
+    mw_buf_free(&b);
+    mw_msg_set_encoding(m, MW_ENC_JSON, NULL, enc);
+    return enc;
+}
+
+int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf *b)
+{
+    /* the table push_msg made, or what is left of it: no metatable, no
+     * key but id, data and kind, each holding the message's value. Each
+     * piece goes out as the encoder's own walk would write it, in the
+     * same (traversal) order, so the bytes are the same either way. */
+    if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    struct mw_shared *data = json_data(m);
+    /* room for all of it: {"id":<20>,"data":<data>,"kind":"binary"} */
+    size_t mark = b->len;
+    char *out = mw_buf_reserve(b, data->len + 64), *start = out;
+    *out++ = '{';
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        /* stack: key, value */
+        if (lua_type(L, -2) != LUA_TSTRING) goto differs;
+        const char *k = lua_tostring(L, -2);
+        if (out - start > 1) *out++ = ',';
+        if (k == str_addr[S_ID]) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != (lua_Integer)m->id) goto differs;
+            memcpy(out, "\"id\":", 5);
+            out += 5;
+            char tmp[24], *p = tmp + sizeof tmp;
+            uint64_t u = m->id;
+            do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            memcpy(out, p, (size_t)(tmp + sizeof tmp - p));
+            out += tmp + sizeof tmp - p;
+        } else if (k == str_addr[S_DATA]) {
+            size_t len;
+            if (lua_type(L, -1) != LUA_TSTRING) goto differs;
+            const char *d = lua_tolstring(L, -1, &len);
+            if (len != m->len || memcmp(d, m->data, len) != 0) goto differs;
+            memcpy(out, "\"data\":", 7);
+            memcpy(out + 7, data->data, data->len);
+            out += 7 + data->len;
+        } else if (k == str_addr[S_KIND]) {
+            int binary = m->kind == MW_MSG_BINARY;
+            if (lua_type(L, -1) != LUA_TSTRING || lua_tostring(L, -1) != str_addr[binary ? S_BINARY : S_TEXT])
+                goto differs;
+            if (binary) {
+                memcpy(out, "\"kind\":\"binary\"", 15);
+                out += 15;
+            } else {
+                memcpy(out, "\"kind\":\"text\"", 13);
+                out += 13;
+            }
+        } else {
+            goto differs;
+        }
+        lua_pop(L, 1);
+    }
+    *out++ = '}';
+    b->len = mark + (size_t)(out - start);
+    return 1;
+differs:
+    lua_pop(L, 2);
+    return 0;
 }
 
 static long long opt_since(lua_State *L, int idx)
@@ -155,7 +338,9 @@ static int l_channel(lua_State *L)
 
 static struct mw_channel *self_channel(lua_State *L)
 {
-    return ((struct channel_handle *)luaL_checkudata(L, 1, CHANNEL_MT))->ch;
+    struct channel_handle *h = test_channel(L, 1);
+    if (!h) luaL_typeerror(L, 1, CHANNEL_MT);
+    return h->ch;
 }
 
 static int ch_publish(lua_State *L)
@@ -189,14 +374,30 @@ static void waiter_end(struct waiter *w)
     mw_hub_unsubscribe(&w->sub);
     if (w->req && w->req->waiter == w->co) w->req->waiter = NULL;
     for (size_t i = 0; i < w->nmsgs; i++) mw_msg_unref(w->msgs[i]);
-    free(w->msgs);
+    if (w->msgs != &w->one) free(w->msgs);
     w->msgs = NULL;
     w->nmsgs = 0;
     if (w->prev) w->prev->next = w->next;
     if (w->next) w->next->prev = w->prev;
     if (waiters == w) waiters = w->next;
     mw_deadline_clear(&w->timeout);
-    free(w);
+    if (nspare < SPARE_WAITERS_MAX) {
+        w->next = spare_waiters;
+        spare_waiters = w;
+        nspare++;
+    } else {
+        free(w);
+    }
+}
+
+static struct waiter *waiter_new(void)
+{
+    struct waiter *w = spare_waiters;
+    if (!w) return mw_xcalloc(1, sizeof *w);
+    spare_waiters = w->next;
+    nspare--;
+    memset(w, 0, sizeof *w);
+    return w;
 }
 
 static void wake(struct waiter *w)
@@ -210,7 +411,14 @@ static void wake(struct waiter *w)
 static void waiter_deliver(struct mw_sub *sub, struct mw_msg *m)
 {
     struct waiter *w = (struct waiter *)sub;
-    w->msgs = mw_xrealloc(w->msgs, (w->nmsgs + 1) * sizeof *w->msgs);
+    if (w->nmsgs == 0) {
+        w->msgs = &w->one;
+    } else if (w->msgs == &w->one) {
+        w->msgs = mw_xmalloc(2 * sizeof *w->msgs);
+        w->msgs[0] = w->one;
+    } else {
+        w->msgs = mw_xrealloc(w->msgs, (w->nmsgs + 1) * sizeof *w->msgs);
+    }
     mw_msg_ref(m);
     w->msgs[w->nmsgs++] = m;
     wake(w);
@@ -240,6 +448,8 @@ static int wait_done(lua_State *L, void *obj)
         push_msg(L, w->msgs[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    remember_list(L, w->msgs, w->nmsgs); /* the waiter's references move */
+    w->nmsgs = 0;
     lua_pushinteger(L, 0);
     waiter_end(w);
     return 2;
@@ -273,7 +483,7 @@ static int ch_wait(lua_State *L)
         mw_lua_push_closed(L);
         return lua_error(L);
     }
-    struct waiter *w = mw_xcalloc(1, sizeof *w);
+    struct waiter *w = waiter_new();
     w->sub.ops = &waiter_ops;
     w->sub.owner = w;
     w->co = co;
@@ -329,24 +539,43 @@ void mw_lua_hub_wake_all(void)
     for (struct waiter *w = waiters; w; w = w->next) wake(w);
 }
 
+void mw_lua_hub_release(void)
+{
+    forget_last_list();
+    free(last_list.msgs);
+    last_list.msgs = NULL;
+    last_list.cap = 0;
+    while (spare_waiters) {
+        struct waiter *w = spare_waiters;
+        spare_waiters = w->next;
+        free(w);
+    }
+    nspare = 0;
+}
+
 static int ch_gc(lua_State *L)
 {
-    struct channel_handle *h = luaL_checkudata(L, 1, CHANNEL_MT);
+    struct channel_handle *h = test_channel(L, 1);
+    if (!h) return 0;
     if (h->ch) mw_channel_unref(h->ch);
     h->ch = NULL;
     return 0;
 }
 
+/* __index, with the methods table as upvalue: a method call (ch:wait)
+ * costs one raw lookup. */
 static int ch_index(lua_State *L)
 {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
     struct mw_channel *ch = self_channel(L);
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "name") == 0) {
         lua_pushlstring(L, ch->name, ch->name_len);
         return 1;
     }
-    mw_lua_push_method(L);
-    return 1; /* the method, or nil */
+    return 0;
 }
 
 static int ch_tostring(lua_State *L)
@@ -365,9 +594,19 @@ void mw_lua_open_hub(lua_State *L)
                                        {"wait", ch_wait},
                                        {NULL, NULL}};
     static const luaL_Reg funcs[] = {{"publish", l_publish}, {"channel", l_channel}, {NULL, NULL}};
-    static const luaL_Reg meta[] = {
-        {"__index", ch_index}, {"__gc", ch_gc}, {"__tostring", ch_tostring}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", ch_gc}, {"__tostring", ch_tostring}, {NULL, NULL}};
     /* stack: core */
     mw_lua_class(L, CHANNEL_MT, methods, meta, NULL);
+    luaL_getmetatable(L, CHANNEL_MT);
+    channel_mt = lua_topointer(L, -1);
+    lua_getfield(L, -1, "methods");
+    lua_pushcclosure(L, ch_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    for (int i = 0; i < S_COUNT; i++) {
+        lua_pushstring(L, str_text[i]);
+        str_addr[i] = lua_tostring(L, -1);
+        str_ref[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     luaL_setfuncs(L, funcs, 0);
 }

@@ -17,5 +17,18 @@ void mw_lua_open_hub(lua_State *L);
 void mw_lua_hub_forget_version(lua_State *L, int version);
 /* Ends every parked ch:wait with what it has (shutdown). */
 void mw_lua_hub_wake_all(void);
+/* Frees what the hub bindings keep between calls (the state is closing). */
+void mw_lua_hub_release(void);
+
+struct mw_msg;
+struct mw_buf;
+/* If the table at idx is the list ch:wait or ch:history returned last,
+ * its messages (*n of them, in the order they were listed), else NULL. */
+struct mw_msg *const *mw_lua_hub_list_msgs(lua_State *L, int idx, size_t *n);
+/* If the value at idx is still the table made for m (no metatable, no
+ * keys but id, data and kind, holding m's values), appends what mw.json
+ * would write for it, from m's cached encoding, and returns 1. Else
+ * appends nothing and returns 0. */
+int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf *b);
 
 #endif

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "json_text.h"
 #include "lua_core.h"
+#include "lua_hub.h"
 #include "utf8.h"
 
 #include <lauxlib.h>
@@ -22,34 +23,63 @@
 static const char SENTINEL[] = "\xED\xA0\x80";
 static char decode_key; /* decode of our own cjson instance */
 
+/* The array metatable, also under an integer key in the registry (an
+ * array lookup), and its address: the encoder compares metatables by
+ * pointer. The registry keeps the table, so the address stays its own. */
+static _Thread_local int array_mt_ref = LUA_NOREF;
+static _Thread_local const void *array_mt;
+
 static void push_array_mt(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, array_mt_ref);
+}
+
+void mw_lua_push_array_mt(lua_State *L)
+{
+    push_array_mt(L);
 }
 
 /* ---------------------------------------------------------------- encode */
+
+static inline void put_c(struct mw_buf *b, char c)
+{
+    if (b->len < b->cap)
+        b->data[b->len++] = c;
+    else
+        mw_buf_appendc(b, c);
+}
+
+static inline void put(struct mw_buf *b, const char *s, size_t n)
+{
+    if (b->cap - b->len >= n) {
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+    } else {
+        mw_buf_append(b, s, n);
+    }
+}
 
 static int enc_number(lua_State *L, struct mw_buf *b, int idx)
 {
     char tmp[64];
     int n;
     if (lua_isinteger(L, idx)) {
-        n = snprintf(tmp, sizeof tmp, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+        mw_json_append_integer(b, (long long)lua_tointeger(L, idx));
+        return 0;
+    }
+    lua_Number v = lua_tonumber(L, idx);
+    if (isnan(v) || isinf(v)) return luaL_error(L, "mw.json: cannot encode %f", (double)v);
+    if (v == floor(v) && fabs(v) < 1e15) {
+        n = snprintf(tmp, sizeof tmp, "%.0f", (double)v);
     } else {
-        lua_Number v = lua_tonumber(L, idx);
-        if (isnan(v) || isinf(v)) return luaL_error(L, "mw.json: cannot encode %f", (double)v);
-        if (v == floor(v) && fabs(v) < 1e15) {
-            n = snprintf(tmp, sizeof tmp, "%.0f", (double)v);
-        } else {
-            /* the shortest form that reads back as the same double: 0.1, not
-             * 0.10000000000000001 */
-            for (int prec = 15; prec <= 17; prec++) {
-                n = snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
-                if (strtod(tmp, NULL) == v) break;
-            }
+        /* the shortest form that reads back as the same double: 0.1, not
+         * 0.10000000000000001 */
+        for (int prec = 15; prec <= 17; prec++) {
+            n = snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+            if (strtod(tmp, NULL) == v) break;
         }
     }
-    mw_buf_append(b, tmp, (size_t)n);
+    put(b, tmp, (size_t)n);
     return 0;
 }
 
@@ -80,9 +110,8 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
     int is_array = 0;
     lua_Integer n = 0;
     if (lua_getmetatable(L, idx)) {
-        push_array_mt(L);
-        is_array = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        is_array = lua_topointer(L, -1) == array_mt;
+        lua_pop(L, 1);
     }
     if (is_array) {
         n = (lua_Integer)lua_rawlen(L, idx);
@@ -91,17 +120,23 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
         is_array = n > 0;
     }
     if (is_array) {
-        mw_buf_appendc(b, '[');
+        put_c(b, '[');
+        int top = lua_gettop(L) + 1;
+        /* a list from ch:wait or ch:history: each message table still as
+         * made comes from the message's cached encoding */
+        size_t nmsgs = 0;
+        struct mw_msg *const *msgs = mw_lua_hub_list_msgs(L, idx, &nmsgs);
         for (lua_Integer i = 1; i <= n; i++) {
-            if (i > 1) mw_buf_appendc(b, ',');
+            if (i > 1) put_c(b, ',');
             lua_rawgeti(L, idx, i);
-            enc_value(L, b, lua_gettop(L), depth + 1);
+            if (!msgs || (size_t)i > nmsgs || !mw_lua_hub_encode_msg(L, top, msgs[i - 1], b))
+                enc_value(L, b, top, depth + 1);
             lua_pop(L, 1);
         }
-        mw_buf_appendc(b, ']');
+        put_c(b, ']');
         return;
     }
-    mw_buf_appendc(b, '{');
+    put_c(b, '{');
     int first = 1;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -110,33 +145,33 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
         if (kt == LUA_TSTRING) {
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
-            if (!first) mw_buf_appendc(b, ',');
+            if (!first) put_c(b, ',');
             mw_json_append_string(b, k, kl);
         } else if (kt == LUA_TNUMBER) {
-            if (!first) mw_buf_appendc(b, ',');
-            mw_buf_appendc(b, '"');
+            if (!first) put_c(b, ',');
+            put_c(b, '"');
             enc_number(L, b, -2);
-            mw_buf_appendc(b, '"');
+            put_c(b, '"');
         } else {
             luaL_error(L, "mw.json: cannot encode a table key of type %s", luaL_typename(L, -2));
         }
         first = 0;
-        mw_buf_appendc(b, ':');
+        put_c(b, ':');
         enc_value(L, b, lua_gettop(L), depth + 1);
         lua_pop(L, 1);
     }
-    mw_buf_appendc(b, '}');
+    put_c(b, '}');
 }
 
 static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth)
 {
     switch (lua_type(L, idx)) {
-    case LUA_TNIL: mw_buf_append(b, "null", 4); break;
+    case LUA_TNIL: put(b, "null", 4); break;
     case LUA_TBOOLEAN:
         if (lua_toboolean(L, idx))
-            mw_buf_append(b, "true", 4);
+            put(b, "true", 4);
         else
-            mw_buf_append(b, "false", 5);
+            put(b, "false", 5);
         break;
     case LUA_TNUMBER: enc_number(L, b, idx); break;
     case LUA_TSTRING: {
@@ -148,7 +183,7 @@ static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth)
     case LUA_TTABLE: enc_table(L, b, idx, depth); break;
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) { /* cjson.null / mw.json.null */
-            mw_buf_append(b, "null", 4);
+            put(b, "null", 4);
             break;
         }
         /* fallthrough */
@@ -418,6 +453,9 @@ void mw_lua_open_json(lua_State *L)
     lua_newtable(L);
     lua_pushliteral(L, "moonwire.json.array");
     lua_setfield(L, -2, "__name");
+    array_mt = lua_topointer(L, -1);
+    lua_pushvalue(L, -1);
+    array_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
 
     /* An instance of our own (cjson.new), so strict settings do not change

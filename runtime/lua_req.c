@@ -26,9 +26,6 @@
 #define RES_MT "moonwire.res"
 
 static char req_methods_key, res_methods_key;
-/* The metatables, also kept under light keys: every method call checks its
- * receiver, and a lookup by pointer skips interning the name. */
-static char req_mt_key, res_mt_key;
 
 /* ------------------------------------------------------------- accessors */
 
@@ -39,6 +36,10 @@ struct handle {
     uint8_t method;      /* req: llhttp_method_t + 1 (0: unknown), for req.method once it is over */
 };
 
+/* The metatables' addresses (the registry keeps both tables): every
+ * method call checks its receiver, by comparing pointers. */
+static _Thread_local const void *req_mt_addr, *res_mt_addr;
+
 /* A req handle reads either a live request or, for a WebSocket's ws.req,
  * the head kept with the socket (head.h), once the exchange is over. */
 struct req_handle {
@@ -48,13 +49,12 @@ struct req_handle {
 
 static struct handle *to_handle(lua_State *L, int idx, const char *mt)
 {
-    void *key = mt[11] == 'q' ? (void *)&req_mt_key : (void *)&res_mt_key; /* moonwire.re[qs] */
+    const void *want = mt[11] == 'q' ? req_mt_addr : res_mt_addr; /* moonwire.re[qs] */
     struct handle *ud = lua_touserdata(L, idx);
     int ok = 0;
     if (ud && lua_getmetatable(L, idx)) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-        ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        ok = lua_topointer(L, -1) == want;
+        lua_pop(L, 1);
     }
     if (!ok) luaL_typeerror(L, idx, mt);
     return ud;
@@ -106,16 +106,20 @@ static struct mw_req *check_req(lua_State *L)
     return req;
 }
 
-static struct handle *push_handle(lua_State *L, struct mw_req *req, void *mt_key)
+/* The metatables, under integer keys in the registry (an array lookup,
+ * no hashing), for handles made per request. */
+static _Thread_local int req_mt_ref, res_mt_ref;
+
+static struct handle *push_handle(lua_State *L, struct mw_req *req, int mt_ref)
 {
-    int is_req = mt_key == (void *)&req_mt_key;
+    int is_req = mt_ref == req_mt_ref;
     struct handle *ud = lua_newuserdatauv(L, is_req ? sizeof(struct req_handle) : sizeof *ud, is_req);
     ud->req = req;
     ud->gen = req ? req->gen : 0;
     ud->app_fields = 0;
     ud->method = req ? (uint8_t)(req->method_code + 1) : 0;
     if (is_req) ((struct req_handle *)ud)->head = NULL;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, mt_key);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
     lua_setmetatable(L, -2);
     return ud;
 }
@@ -265,6 +269,10 @@ static int req_header(lua_State *L)
 
 static void push_decoded(lua_State *L, const char *s, size_t len)
 {
+    if (!memchr(s, '%', len) && !memchr(s, '+', len)) { /* nothing to decode */
+        lua_pushlstring(L, s, len);
+        return;
+    }
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, len + 1);
     size_t n;
@@ -344,7 +352,9 @@ static void push_query(lua_State *L, const struct mw_head_view *hv)
 {
     size_t qlen, pos = 0;
     const char *qs = target_query(hv, &qlen);
-    lua_newtable(L);
+    int n = 0; /* parameters, at most: sized once, not grown key by key */
+    for (size_t i = 0; qs && i < qlen && n < 64; i++) n += qs[i] == '&';
+    lua_createtable(L, 0, qs && qlen ? n + 1 : 0);
     struct mw_span k, v;
     while (qs && mw_query_next(qs, qlen, &pos, &k, &v)) {
         push_decoded(L, qs + k.off, k.len);
@@ -896,7 +906,7 @@ void mw_lua_req_push_kept(lua_State *L, struct mw_head *head)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
     if (lua_rawgeti(L, -1, head->lua_slot) == LUA_TNIL) {
         lua_pop(L, 1);
-        struct req_handle *rh = (struct req_handle *)push_handle(L, NULL, &req_mt_key);
+        struct req_handle *rh = (struct req_handle *)push_handle(L, NULL, req_mt_ref);
         rh->head = head;
         rh->h.method = HTTP_GET + 1; /* a WebSocket handshake's */
         lua_pushvalue(L, -1);
@@ -928,7 +938,7 @@ int mw_lua_req_drop_kept(lua_State *L, struct mw_head *head)
 
 void mw_lua_req_push_finished(lua_State *L)
 {
-    push_handle(L, NULL, &req_mt_key);
+    push_handle(L, NULL, req_mt_ref);
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -964,11 +974,11 @@ void mw_lua_req_dispatch(struct mw_req *req)
     /* stack: dispatch, app */
     /* its fields (method, path, ...) are made when first read */
     lua_pushlstring(T, req->hbuf.data + req->method.off, req->method.len);
-    push_handle(T, req, &req_mt_key);
+    push_handle(T, req, req_mt_ref);
     /* stack: dispatch, app, method, req */
     struct mw_path *p = &scratch_path;
     int rc = mw_path_parse(p, req->hbuf.data + req->target.off, req->target.len);
-    push_handle(T, req, &res_mt_key);
+    push_handle(T, req, res_mt_ref);
     /* stack: dispatch, app, method, req, res */
     lua_rotate(T, -3, 2);
     /* stack: dispatch, app, req, res, method */
@@ -1029,7 +1039,8 @@ void mw_lua_open_req(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kept_key);
     luaL_newmetatable(L, REQ_MT);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &req_mt_key);
+    req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    req_mt_addr = lua_topointer(L, -1);
     lua_pushcfunction(L, req_index);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_newindex);
@@ -1044,7 +1055,8 @@ void mw_lua_open_req(lua_State *L)
 
     luaL_newmetatable(L, RES_MT);
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &res_mt_key);
+    res_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    res_mt_addr = lua_topointer(L, -1);
     luaL_newlib(L, res_methods);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &res_methods_key);

@@ -605,6 +605,7 @@ long mw_vm_free(struct mw_vm *vm)
     mw_lua_unref(vm->L, vm->app_ref);
     long leaked = vm->live_refs;
     lua_close(vm->L);
+    mw_lua_hub_release();
     mw_lua_alloc_release();
     free(vm->app_path);
     free(vm->app_dir);

@@ -100,9 +100,10 @@ int mw_path_parse(struct mw_path *p, const char *target, size_t len)
     }
     if (end == 0 || s[0] != '/') return MW_URL_EFORM;
 
-    struct mw_buf scratch;
+    struct mw_buf scratch; /* for long paths; short ones decode on the stack */
     mw_buf_init(&scratch);
-    char *dec = mw_buf_reserve(&scratch, end);
+    char small[256];
+    char *dec = end <= sizeof small ? small : mw_buf_reserve(&scratch, end);
     size_t used = 0;
     int rc = MW_URL_OK;
     int ends_dir = 0; /* last step left us "in a directory" */

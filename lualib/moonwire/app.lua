@@ -193,9 +193,11 @@ local function run_chain(mws, i, req, res, final)
   end)
 end
 
+local match = Router.Router.match -- called directly: no method lookup per request
+
 local function handle(app, req, res, method, segs, key)
   if segs == nil then abort(400, key) end
-  local route, params, allow = app.router:match(method, segs, key)
+  local route, params, allow = match(app.router, method, segs, key)
   local final
   if route then
     final = route.handler

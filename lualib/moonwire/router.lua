@@ -153,9 +153,12 @@ function Router:match(method, segs, key)
   if key then
     -- an all-literal route takes the literal branch at every level, so
     -- when one has this method it is what the walk would find first
+    -- (route_for, inline: this is every request's path)
     local routes = self.exact[key]
-    local route = routes and route_for(routes, method)
-    if route then return route end
+    if routes then
+      local route = routes[method] or (method == "HEAD" and routes.GET)
+      if route then return route end
+    end
   end
   segs = segs or split_key(key)
   local found, params
@@ -182,4 +185,5 @@ function Router:match(method, segs, key)
   return nil, nil, concat(list, ", ")
 end
 
+M.Router = Router
 return M

@@ -44,6 +44,30 @@ int main(void)
     check_path("http://example.com/x/y?q", MW_URL_OK, "/x/y", 2);
     check_path("*", MW_URL_OK, "*", 0);
 
+    /* paths decoded on the stack (up to 256 bytes) and on the heap, at
+     * and around the limit: the same answer */
+    for (size_t len = 250; len <= 600; len += 1) {
+        char target[700], want[700];
+        size_t n = 0, w = 0;
+        target[n++] = '/';
+        while (n + 4 <= len) { /* "ab/.." pieces and %41 escapes */
+            memcpy(target + n, "%41b/", 5);
+            n += 5;
+            memcpy(want + w, "/Ab", 3);
+            w += 3;
+        }
+        target[n++] = 'z';
+        want[w++] = '/';
+        want[w++] = 'z';
+        want[w] = '\0';
+        struct mw_path lp;
+        mw_path_init(&lp);
+        int rc = mw_path_parse(&lp, target, n);
+        CHECK(rc == MW_URL_OK && lp.text.len == w && memcmp(lp.text.data, want, w) == 0);
+        mw_path_free(&lp);
+    }
+    check_path("/a/b/../../c/./d/..", MW_URL_OK, "/c/", 1);
+
     /* %2F decodes inside one segment and never splits */
     struct mw_path p;
     mw_path_init(&p);
