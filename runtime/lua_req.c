@@ -40,6 +40,11 @@ struct handle {
  * method call checks its receiver, by comparing pointers. */
 static _Thread_local const void *req_mt_addr, *res_mt_addr;
 
+/* A req handle's user values: the field table, made when a field is first
+ * cached or set, and req.query, which most handlers read and nothing else:
+ * in a slot of its own, so reading it makes one table, not two. */
+enum { REQUV_FIELDS = 1, REQUV_QUERY, REQUV_COUNT = REQUV_QUERY };
+
 /* A req handle reads either a live request or, for a WebSocket's ws.req,
  * the head kept with the socket (head.h), once the exchange is over. */
 struct req_handle {
@@ -113,7 +118,8 @@ static _Thread_local int req_mt_ref, res_mt_ref;
 static struct handle *push_handle(lua_State *L, struct mw_req *req, int mt_ref)
 {
     int is_req = mt_ref == req_mt_ref;
-    struct handle *ud = lua_newuserdatauv(L, is_req ? sizeof(struct req_handle) : sizeof *ud, is_req);
+    struct handle *ud = lua_newuserdatauv(L, is_req ? sizeof(struct req_handle) : sizeof *ud,
+                                          is_req ? REQUV_COUNT : 0);
     ud->req = req;
     ud->gen = req ? req->gen : 0;
     ud->app_fields = 0;
@@ -454,11 +460,11 @@ static int compute_field(lua_State *L, const struct mw_head_view *v, const char 
  * starts without one), pushed. */
 static void push_fields(lua_State *L, int idx)
 {
-    if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return;
+    if (lua_getiuservalue(L, idx, REQUV_FIELDS) == LUA_TTABLE) return;
     lua_pop(L, 1);
     lua_createtable(L, 0, 4);
     lua_pushvalue(L, -1);
-    lua_setiuservalue(L, idx, 1);
+    lua_setiuservalue(L, idx, REQUV_FIELDS);
 }
 
 static int req_index(lua_State *L)
@@ -468,13 +474,18 @@ static int req_index(lua_State *L)
     lua_pushvalue(L, 2);
     if (lua_rawget(L, -2) != LUA_TNIL) return 1;
     lua_settop(L, 2);
-    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    if (lua_getiuservalue(L, 1, REQUV_FIELDS) == LUA_TTABLE) {
         lua_pushvalue(L, 2);
         if (lua_rawget(L, -2) != LUA_TNIL) return 1;
     }
     lua_settop(L, 2);
     struct mw_head_view v;
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    int query = strcmp(lua_tostring(L, 2), "query") == 0;
+    if (query) {
+        if (lua_getiuservalue(L, 1, REQUV_QUERY) == LUA_TTABLE) return 1;
+        lua_pop(L, 1);
+    }
     if (!get_view(L, 1, &v)) {
         /* over: what was read while it lived is cached; the method is kept */
         struct handle *h = to_handle(L, 1, REQ_MT);
@@ -483,6 +494,11 @@ static int req_index(lua_State *L)
         return 1;
     }
     if (!compute_field(L, &v, lua_tostring(L, 2))) return 0;
+    if (query) {
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, REQUV_QUERY);
+        return 1;
+    }
     push_fields(L, 1);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, -3);
@@ -892,7 +908,9 @@ void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
     } else {
         /* only what the head says: made again when asked for */
         lua_pushnil(L);
-        lua_setiuservalue(L, idx, 1);
+        lua_setiuservalue(L, idx, REQUV_FIELDS);
+        lua_pushnil(L);
+        lua_setiuservalue(L, idx, REQUV_QUERY);
     }
     head->lua_slot = slot_take();
     lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
