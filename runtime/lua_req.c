@@ -25,7 +25,6 @@
 #define REQ_MT "moonwire.req"
 #define RES_MT "moonwire.res"
 
-static char req_methods_key, res_methods_key;
 
 /* ------------------------------------------------------------- accessors */
 
@@ -467,13 +466,17 @@ static void push_fields(lua_State *L, int idx)
     lua_setiuservalue(L, idx, REQUV_FIELDS);
 }
 
+/* A closure over the methods table and the string "query" (upvalues),
+ * so the lookups every field read makes start without registry lookups. */
 static int req_index(lua_State *L)
 {
     /* stack: req, key */
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &req_methods_key);
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, -2) != LUA_TNIL) return 1;
-    lua_settop(L, 2);
+    int query = lua_rawequal(L, 2, lua_upvalueindex(2));
+    if (!query) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+        lua_settop(L, 2);
+    }
     if (lua_getiuservalue(L, 1, REQUV_FIELDS) == LUA_TTABLE) {
         lua_pushvalue(L, 2);
         if (lua_rawget(L, -2) != LUA_TNIL) return 1;
@@ -481,7 +484,6 @@ static int req_index(lua_State *L)
     lua_settop(L, 2);
     struct mw_head_view v;
     if (lua_type(L, 2) != LUA_TSTRING) return 0;
-    int query = strcmp(lua_tostring(L, 2), "query") == 0;
     if (query) {
         if (lua_getiuservalue(L, 1, REQUV_QUERY) == LUA_TTABLE) return 1;
         lua_pop(L, 1);
@@ -1059,25 +1061,24 @@ void mw_lua_open_req(lua_State *L)
     lua_pushvalue(L, -1);
     req_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     req_mt_addr = lua_topointer(L, -1);
-    lua_pushcfunction(L, req_index);
+    luaL_newlib(L, req_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "req_methods");
+    /* stack: core, req_mt, methods */
+    lua_pushliteral(L, "query");
+    lua_pushcclosure(L, req_index, 2);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, req_newindex);
     lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, req_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    luaL_newlib(L, req_methods);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &req_methods_key);
-    lua_setfield(L, -2, "req_methods");
 
     luaL_newmetatable(L, RES_MT);
     lua_pushvalue(L, -1);
     res_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     res_mt_addr = lua_topointer(L, -1);
     luaL_newlib(L, res_methods);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &res_methods_key);
     lua_pushvalue(L, -1);
     lua_setfield(L, -4, "res_methods");
     lua_setfield(L, -2, "__index");
