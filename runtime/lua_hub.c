@@ -50,9 +50,9 @@ static _Thread_local struct waiter *waiters;
 static _Thread_local struct waiter *spare_waiters; /* freed ones, for the next wait */
 static _Thread_local size_t nspare;
 #ifdef MW_DEBUG
-#define SPARE_WAITERS_MAX 0 /* ASan sees every use after the end */
+static const size_t spare_waiters_max = 0; /* ASan sees every use after the end */
 #else
-#define SPARE_WAITERS_MAX 4096
+static const size_t spare_waiters_max = 4096;
 #endif
 
 /* The strings message tables are made of, interned: anchored in the
@@ -381,7 +381,7 @@ static void waiter_end(struct waiter *w)
     if (w->next) w->next->prev = w->prev;
     if (waiters == w) waiters = w->next;
     mw_deadline_clear(&w->timeout);
-    if (nspare < SPARE_WAITERS_MAX) {
+    if (nspare < spare_waiters_max) {
         w->next = spare_waiters;
         spare_waiters = w;
         nspare++;
