@@ -30,6 +30,7 @@ void mw_server_sweep(struct mw_server *srv)
 {
     if (srv->sweeping) return;
     srv->sweeping = 1;
+    mw_wq_trim(uv_now(srv->loop));
     for (;;) {
         mw_vm_drain(srv->vm);
         struct mw_task *t = srv->tasks_head;

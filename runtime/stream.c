@@ -22,15 +22,25 @@ static struct mw_conn *stream_conn(struct mw_stream *s)
     return s->closed || !s->req ? NULL : s->req->conn;
 }
 
+/* A heartbeat is due a whole interval after the last write. Writes only
+ * note their time (a fan-out writes to every stream); the timer, when it
+ * fires early, waits for the rest. */
 void mw_stream_heartbeat(struct mw_stream *s)
 {
-    mw_stream_write(s, ":\n\n", 3); /* re-arms the heartbeat when it goes out */
+    struct mw_conn *conn = stream_conn(s);
+    if (!conn || !s->heartbeat_ms) return;
+    uint32_t quiet = (uint32_t)uv_now(conn->srv->loop) - s->last_write_ms;
+    if (quiet + 1 < s->heartbeat_ms) {
+        mw_conn_set_timer(conn, MW_TIMER_HEARTBEAT, s->heartbeat_ms - quiet);
+        return;
+    }
+    mw_stream_write(s, ":\n\n", 3);
+    mw_conn_set_timer(conn, MW_TIMER_HEARTBEAT, s->heartbeat_ms);
 }
 
-/* Any write postpones the next heartbeat by a whole interval. */
 static void hb_touch(struct mw_stream *s, struct mw_conn *conn)
 {
-    if (s->heartbeat_ms) mw_conn_set_timer(conn, MW_TIMER_HEARTBEAT, s->heartbeat_ms);
+    s->last_write_ms = (uint32_t)uv_now(conn->srv->loop);
 }
 
 /* -------------------------------------------------------------- streams */
@@ -55,7 +65,10 @@ struct mw_stream *mw_stream_open(struct mw_req *req, uint32_t heartbeat_ms, cons
             p = comma + 1;
         }
     }
-    if (req->conn) hb_touch(s, req->conn);
+    if (req->conn) {
+        hb_touch(s, req->conn);
+        if (heartbeat_ms) mw_conn_set_timer(req->conn, MW_TIMER_HEARTBEAT, heartbeat_ms);
+    }
     return s;
 }
 

@@ -23,6 +23,7 @@ struct mw_stream {
     char **resume;               /* Last-Event-ID split at commas, one per channel */
     uint32_t nresume;
     uint32_t heartbeat_ms;       /* 0: none */
+    uint32_t last_write_ms;      /* loop time of the last write (wraps; differences count) */
     int lua_ref;                 /* anchors the Lua stream object while open */
     uint8_t closed;
 };

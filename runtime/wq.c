@@ -79,28 +79,58 @@ static void seg_release(struct mw_seg *s)
 }
 
 /* Pending-segment arrays: an idle connection holds none, and a busy one
- * borrows one of MW_WQ_SEGS_SMALL from this pool until its queue empties. */
+ * borrows one of MW_WQ_SEGS_SMALL from this pool until its queue empties.
+ * A publish to N subscribers borrows N at once, so the pool follows the
+ * peak: what stayed unused for a whole trim interval is freed. */
 #define MW_WQ_SEGS_SMALL 4
-#define MW_WQ_SPARE_SEGS 256
-static _Thread_local struct mw_seg *spare_segs[MW_WQ_SPARE_SEGS];
-static _Thread_local int nspare_segs;
+#define MW_WQ_TRIM_MS 10000
+struct spare_array {
+    struct spare_array *next; /* in the array's own first bytes */
+};
+static _Thread_local struct spare_array *spare_segs;
+static _Thread_local size_t nspare_segs, spare_low;
+static _Thread_local uint64_t spare_trim_at;
+
+void mw_wq_trim(uint64_t now)
+{
+    if (now < spare_trim_at) return;
+    for (; spare_low && spare_segs; spare_low--, nspare_segs--) {
+        struct spare_array *s = spare_segs;
+        spare_segs = s->next;
+        free(s);
+    }
+    spare_low = nspare_segs;
+    spare_trim_at = now + MW_WQ_TRIM_MS;
+}
 
 static void segs_put(struct mw_wq *wq)
 {
     if (!wq->pending) return;
-    if (wq->cap == MW_WQ_SEGS_SMALL && nspare_segs < MW_WQ_SPARE_SEGS)
-        spare_segs[nspare_segs++] = wq->pending;
-    else
+    if (wq->cap == MW_WQ_SEGS_SMALL) {
+        struct spare_array *s = (struct spare_array *)(void *)wq->pending;
+        s->next = spare_segs;
+        spare_segs = s;
+        nspare_segs++;
+    } else {
         free(wq->pending);
+    }
     wq->pending = NULL;
     wq->cap = 0;
+}
+
+static struct mw_seg *segs_take(void)
+{
+    struct spare_array *s = spare_segs;
+    if (!s) return mw_xmalloc(MW_WQ_SEGS_SMALL * sizeof(struct mw_seg));
+    spare_segs = s->next;
+    if (--nspare_segs < spare_low) spare_low = nspare_segs;
+    return (struct mw_seg *)(void *)s;
 }
 
 static struct mw_seg *push(struct mw_wq *wq)
 {
     if (!wq->pending) {
-        wq->pending = nspare_segs ? spare_segs[--nspare_segs]
-                                  : mw_xmalloc(MW_WQ_SEGS_SMALL * sizeof *wq->pending);
+        wq->pending = segs_take();
         wq->cap = MW_WQ_SEGS_SMALL;
     } else if (wq->npending == wq->cap) {
         wq->cap *= 2;

@@ -57,5 +57,8 @@ int mw_wq_flush(struct mw_wq *wq, uv_stream_t *stream, mw_wq_done_cb on_done);
 int mw_wq_idle(const struct mw_wq *wq);
 /* Drops pending segments (the connection is closing). */
 void mw_wq_free(struct mw_wq *wq);
+/* Frees pooled segment arrays unused since the last trim, at most every
+ * few seconds (loop time `now`). */
+void mw_wq_trim(uint64_t now);
 
 #endif
