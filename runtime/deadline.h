@@ -31,6 +31,14 @@ static inline int mw_deadline_armed(const struct mw_deadline *d)
 {
     return d->list != NULL;
 }
+/* The rest of an interval, rounded up to an eighth of it: deadlines that
+ * wait out what is left after some activity then share a few lists
+ * instead of making one per distinct duration. */
+static inline uint64_t mw_deadline_rest(uint64_t rest, uint64_t interval)
+{
+    uint64_t step = interval >= 8 ? interval / 8 : 1;
+    return (rest + step - 1) / step * step;
+}
 /* Closes the shared timer and frees the lists (process exit). */
 void mw_deadline_shutdown(void);
 

@@ -4,8 +4,9 @@
  * spans into one buffer. A request that must outlive its exchange (a
  * WebSocket's ws.req, for as long as the socket is open) keeps a packed
  * copy instead, a struct mw_head: lengths as varints and the common
- * header names as one byte each, so a typical handshake costs about a
- * hundred bytes. A view reads either the same way. Pure: no Lua, no libuv. */
+ * header names as one byte each: about a hundred bytes for a minimal
+ * client's handshake, a few hundred for a browser's (its cookies and
+ * User-Agent are most of it). A view reads either the same way. Pure: no Lua, no libuv. */
 #ifndef MW_HEAD_H
 #define MW_HEAD_H
 

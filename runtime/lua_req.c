@@ -4,9 +4,10 @@
  * never freed while Lua runs, and a handle whose generation no longer
  * matches belongs to a request that is over. So they may outlive the
  * connection: after the client leaves, writes return false and a call
- * waiting for the client raises `closed`. `req` keeps its fields in a user
- * value table: method and path are set at creation, the rest (headers,
- * query, cookies, ...) computed on first use, and apps may add their own.
+ * waiting for the client raises `closed`. A WebSocket's req reads the head
+ * kept with the socket instead (head.h), through a slot checked on every
+ * read. Fields (method, path, headers, query, ...) are computed on first
+ * use and cached in a user value table, where apps may add their own.
  * Methods live in tables that lualib extends with the Lua-written ones. */
 #include "conn.h"
 #include "head.h"
@@ -48,8 +49,25 @@ enum { REQUV_FIELDS = 1, REQUV_QUERY, REQUV_COUNT = REQUV_QUERY };
  * the head kept with the socket (head.h), once the exchange is over. */
 struct req_handle {
     struct handle h;
-    struct mw_head *head; /* the kept head; NULL once the socket is gone */
+    uint32_t slot, serial; /* a kept head: kept[slot], while its serial matches */
 };
+
+/* Which head each slot holds (see "kept heads" below). */
+static _Thread_local struct kept_slot {
+    struct mw_head *head;
+    uint32_t serial;
+} *kept;
+static _Thread_local size_t kept_cap;
+static _Thread_local int *free_slots;
+static _Thread_local size_t nfree, free_cap;
+static _Thread_local uint32_t next_slot;
+
+static struct mw_head *kept_head(const struct req_handle *rh)
+{
+    if (!rh->slot) return NULL;
+    const struct kept_slot *k = &kept[rh->slot];
+    return k->serial == rh->serial ? k->head : NULL;
+}
 
 static struct handle *to_handle(lua_State *L, int idx, const char *mt)
 {
@@ -74,8 +92,10 @@ static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
 static int get_view(lua_State *L, int idx, struct mw_head_view *v)
 {
     struct req_handle *rh = (struct req_handle *)to_handle(L, idx, REQ_MT);
-    if (rh->head) {
-        mw_head_view_packed(v, rh->head);
+    if (rh->slot) {
+        struct mw_head *head = kept_head(rh);
+        if (!head) return 0;
+        mw_head_view_packed(v, head);
         return 1;
     }
     struct mw_req *req = rh->h.req && rh->h.req->gen == rh->h.gen ? rh->h.req : NULL;
@@ -123,7 +143,7 @@ static struct handle *push_handle(lua_State *L, struct mw_req *req, int mt_ref)
     ud->gen = req ? req->gen : 0;
     ud->app_fields = 0;
     ud->method = req ? (uint8_t)(req->method_code + 1) : 0;
-    if (is_req) ((struct req_handle *)ud)->head = NULL;
+    if (is_req) ((struct req_handle *)ud)->slot = ((struct req_handle *)ud)->serial = 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, mt_ref);
     lua_setmetatable(L, -2);
     return ud;
@@ -514,11 +534,12 @@ static int req_newindex(lua_State *L)
     /* stack: req, key, value */
     struct req_handle *rh = (struct req_handle *)to_handle(L, 1, REQ_MT);
     rh->h.app_fields = 1;
-    if (rh->head && rh->head->lua_ref == LUA_NOREF) {
+    struct mw_head *head = kept_head(rh);
+    if (head && head->lua_ref == LUA_NOREF) {
         /* a kept head's handle now holds what only the app knows: it
          * lives as long as the socket */
         lua_pushvalue(L, 1);
-        rh->head->lua_ref = mw_lua_ref(L);
+        head->lua_ref = mw_lua_ref(L);
     }
     push_fields(L, 1);
     lua_insert(L, 2);
@@ -877,25 +898,37 @@ static int res_tostring(lua_State *L)
 /* Handles of kept heads, by slot, in a table with weak values: an idle
  * socket whose app never looks at ws.req costs a slot, not a handle and
  * its field table. Slots are handed out here, not by luaL_ref: a slot
- * whose handle was collected is still taken. */
+ * whose handle was collected is still taken. Which head a slot holds is
+ * kept here too, with a serial bumped when the head goes: a handle reads
+ * its head only while the serials match, whatever became of the weak
+ * table's entry (a finalizer may bring a handle back after it). */
 static char kept_key;
-static _Thread_local int *free_slots;
-static _Thread_local size_t nfree, free_cap;
-static _Thread_local int next_slot;
-
-static int slot_take(void)
+static uint32_t slot_take(void)
 {
-    if (nfree) return free_slots[--nfree];
-    return ++next_slot;
+    if (nfree) return (uint32_t)free_slots[--nfree];
+    uint32_t slot = ++next_slot;
+    if (slot >= kept_cap) {
+        size_t cap = kept_cap ? kept_cap * 2 : 64;
+        kept = mw_xrealloc(kept, cap * sizeof *kept);
+        memset(kept + kept_cap, 0, (cap - kept_cap) * sizeof *kept);
+        kept_cap = cap;
+    }
+    return slot;
 }
 
-static void slot_give(int slot)
+static void slot_give(uint32_t slot)
 {
     if (nfree == free_cap) {
         free_cap = free_cap ? free_cap * 2 : 64;
         free_slots = mw_xrealloc(free_slots, free_cap * sizeof *free_slots);
     }
-    free_slots[nfree++] = slot;
+    free_slots[nfree++] = (int)slot;
+}
+
+static void hold(struct req_handle *rh, struct mw_head *head)
+{
+    rh->slot = (uint32_t)head->lua_slot;
+    rh->serial = kept[rh->slot].serial;
 }
 
 void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
@@ -903,7 +936,6 @@ void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
     idx = lua_absindex(L, idx);
     struct req_handle *rh = (struct req_handle *)to_handle(L, idx, REQ_MT);
     rh->h.req = NULL;
-    rh->head = head;
     if (rh->h.app_fields) {
         lua_pushvalue(L, idx);
         head->lua_ref = mw_lua_ref(L);
@@ -914,10 +946,13 @@ void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
         lua_pushnil(L);
         lua_setiuservalue(L, idx, REQUV_QUERY);
     }
-    head->lua_slot = slot_take();
+    uint32_t slot = slot_take();
+    head->lua_slot = (int)slot;
+    kept[slot].head = head;
+    hold(rh, head);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
     lua_pushvalue(L, idx);
-    lua_rawseti(L, -2, head->lua_slot);
+    lua_rawseti(L, -2, slot);
     lua_pop(L, 1);
 }
 
@@ -927,7 +962,7 @@ void mw_lua_req_push_kept(lua_State *L, struct mw_head *head)
     if (lua_rawgeti(L, -1, head->lua_slot) == LUA_TNIL) {
         lua_pop(L, 1);
         struct req_handle *rh = (struct req_handle *)push_handle(L, NULL, req_mt_ref);
-        rh->head = head;
+        hold(rh, head);
         rh->h.method = HTTP_GET + 1; /* a WebSocket handshake's */
         lua_pushvalue(L, -1);
         lua_rawseti(L, -3, head->lua_slot);
@@ -939,16 +974,16 @@ int mw_lua_req_drop_kept(lua_State *L, struct mw_head *head)
 {
     int found = 0;
     if (head->lua_slot) {
+        uint32_t slot = (uint32_t)head->lua_slot;
+        kept[slot].head = NULL;
+        kept[slot].serial++; /* every handle of it reads as finished now */
         lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
-        if (lua_rawgeti(L, -1, head->lua_slot) != LUA_TNIL) {
-            ((struct req_handle *)lua_touserdata(L, -1))->head = NULL;
-            found = 1;
-        }
+        found = lua_rawgeti(L, -1, slot) != LUA_TNIL;
         lua_pushnil(L);
-        lua_rawseti(L, -3, head->lua_slot);
+        lua_rawseti(L, -3, slot);
         lua_remove(L, -2);
         if (!found) lua_pop(L, 1);
-        slot_give(head->lua_slot);
+        slot_give(slot);
         head->lua_slot = 0;
     }
     mw_lua_unref(L, head->lua_ref);
@@ -958,7 +993,7 @@ int mw_lua_req_drop_kept(lua_State *L, struct mw_head *head)
 
 void mw_lua_req_push_finished(lua_State *L)
 {
-    push_handle(L, NULL, req_mt_ref);
+    push_handle(L, NULL, req_mt_ref)->method = HTTP_GET + 1; /* a WebSocket handshake's */
 }
 
 /* ------------------------------------------------------------- dispatch */

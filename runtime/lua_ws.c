@@ -141,7 +141,9 @@ static uint16_t intern_protocol(const char *name)
 
 /* --------------------------------------------------------------- routes */
 
-/* The route for pattern, its handlers those on top of the stack (popped). */
+/* The route for pattern, its handlers those on top of the stack (popped),
+ * from app version `version`: a handshake that began before a reload
+ * brings older handlers than the route may have, and leaves them. */
 static struct ws_route *route_take(lua_State *L, const char *pattern, int version)
 {
     struct ws_route *r = routes;
@@ -153,7 +155,7 @@ static struct ws_route *route_take(lua_State *L, const char *pattern, int versio
         r->next = routes;
         routes = r;
     }
-    if (r->handlers_ref == LUA_NOREF || r->version != version) {
+    if (r->handlers_ref == LUA_NOREF || version > r->version) {
         mw_lua_unref(L, r->handlers_ref);
         r->handlers_ref = mw_lua_ref(L);
         r->version = version;
@@ -505,7 +507,7 @@ static int res_ws_accept(lua_State *L)
     struct mw_head *head = mw_head_pack(rec_head(rec), req);
     head->conn_at = &rec->ws.conn;
     lua_pushvalue(L, 2);
-    rec->route = route_take(L, pattern, mw_vm_of(L)->version);
+    rec->route = route_take(L, pattern, mw_vm_version_of(L));
 
     /* stack: res, handlers, req, pattern; the handle for the socket */
     struct ws_handle *h = lua_newuserdatauv(L, sizeof *h, WSUV_COUNT);

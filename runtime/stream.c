@@ -31,7 +31,7 @@ void mw_stream_heartbeat(struct mw_stream *s)
     if (!conn || !s->heartbeat_ms) return;
     uint32_t quiet = (uint32_t)uv_now(conn->srv->loop) - s->last_write_ms;
     if (quiet + 1 < s->heartbeat_ms) {
-        mw_conn_set_timer(conn, MW_TIMER_HEARTBEAT, s->heartbeat_ms - quiet);
+        mw_conn_set_timer(conn, MW_TIMER_HEARTBEAT, mw_deadline_rest(s->heartbeat_ms - quiet, s->heartbeat_ms));
         return;
     }
     mw_stream_write(s, ":\n\n", 3);

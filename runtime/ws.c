@@ -180,13 +180,17 @@ static int on_frame(void *ud, int opcode, int fin, int compressed, uint64_t len)
 {
     struct mw_ws *ws = ud;
     if (opcode & 0x8) {
+        if (opcode == MW_WS_OP_PONG) return 0; /* its payload is not kept */
+        /* a new ping supersedes an owed pong (a close ends them); ctl now
+         * fills with this frame, perhaps over several reads */
+        ws->pong_owed = 0;
         ws->ctl_len = 0;
         if (len && !ws->ctl) ws->ctl = mw_xmalloc(125); /* the parser caps control frames at 125 */
         return 0;
     }
     if (opcode != MW_WS_OP_CONT) {
         ws->msg_opcode = (uint8_t)opcode;
-        ws->msg_compressed = (uint8_t)compressed;
+        ws->msg_compressed = compressed ? 1 : 0;
         ws->msg_len = 0;
         mw_utf8_init(&ws->utf8);
     }
@@ -203,6 +207,7 @@ static int on_payload(void *ud, uint8_t *data, size_t len)
 {
     struct mw_ws *ws = ud;
     if (ws->parser.opcode & 0x8) {
+        if (ws->parser.opcode == MW_WS_OP_PONG) return 0;
         memcpy(ws->ctl + ws->ctl_len, data, len);
         ws->ctl_len += (uint8_t)len;
         return 0;
@@ -294,16 +299,21 @@ static int on_frame_end(void *ud)
     int rc;
     switch (p->opcode) {
     case MW_WS_OP_PING:
-        /* A peer that pings but reads nothing gets no more pongs once it
-         * is max_queued_bytes behind: RFC 6455 (5.5.3) lets a pong answer
-         * only the latest ping, and the queue must not grow without end. */
-        if (ws->state == MW_WS_OPEN && mw_ws_buffered(ws) <= mw_ws_max_queued(ws))
-            queue_frame(ws, MW_WS_OP_PONG, 0, ws->ctl, ws->ctl_len, 0);
+        /* A peer max_queued_bytes behind gets its pong once the queue
+         * drains, for the latest of its pings only (RFC 6455, 5.5.3): one
+         * that pings and reads nothing does not grow the queue. */
+        if (ws->state == MW_WS_OPEN && mw_ws_buffered(ws) > mw_ws_max_queued(ws)) {
+            ws->pong_owed = 1; /* ctl keeps the payload */
+            return 0;
+        }
+        ws->pong_owed = 0;
+        if (ws->state == MW_WS_OPEN) queue_frame(ws, MW_WS_OP_PONG, 0, ws->ctl, ws->ctl_len, 0);
         ctl_release(ws);
         return 0;
-    case MW_WS_OP_PONG: ctl_release(ws); return 0; /* unsolicited or not, nothing to do */
+    case MW_WS_OP_PONG: return 0; /* unsolicited or not, nothing to do */
     case MW_WS_OP_CLOSE:
         rc = handle_close_frame(ws);
+        ws->pong_owed = 0;
         ctl_release(ws);
         return rc;
     }
@@ -341,7 +351,7 @@ static void on_idle(struct mw_ws *ws)
     struct mw_conn *conn = ws->conn;
     uint32_t quiet = (uint32_t)uv_now(conn->srv->loop) - ws->last_rx_ms;
     if (quiet + 1 < ws->heartbeat_ms && !ws->ping_sent) {
-        set_deadline(ws, ws->heartbeat_ms - quiet);
+        set_deadline(ws, mw_deadline_rest(ws->heartbeat_ms - quiet, ws->heartbeat_ms));
         return;
     }
     if (ws->ping_sent) {
@@ -402,6 +412,11 @@ void mw_ws_pause(struct mw_ws *ws, int pause)
 
 void mw_ws_drained(struct mw_ws *ws)
 {
+    if (ws->pong_owed && ws->state == MW_WS_OPEN && mw_ws_buffered(ws) <= mw_ws_max_queued(ws)) {
+        ws->pong_owed = 0;
+        queue_frame(ws, MW_WS_OP_PONG, 0, ws->ctl, ws->ctl_len, 0);
+        ctl_release(ws);
+    }
     if (ws->want_drain && mw_ws_buffered(ws) <= mw_ws_max_queued(ws) / 2) {
         ws->want_drain = 0;
         if (ws->state == MW_WS_OPEN) ws->ev->on_drain(ws);

@@ -46,14 +46,15 @@ struct mw_ws {
     uint8_t *ctl;               /* the control frame arriving (125 bytes at most), or NULL */
     uint16_t close_sent;        /* code of the close frame we sent, 0 if none */
     struct mw_pmd pmd;
-    uint8_t close_notified;
     uint8_t state;              /* enum mw_ws_state */
-    uint8_t ping_sent;          /* waiting for any frame after our ping */
-    uint8_t want_drain;         /* a send was refused: tell on_drain */
-    uint8_t paused;             /* reading stopped until the app catches up */
     uint8_t msg_opcode;         /* TEXT/BINARY being reassembled, 0 if none */
-    uint8_t msg_compressed;
     uint8_t ctl_len;
+    unsigned close_notified : 1;
+    unsigned ping_sent : 1;     /* waiting for any frame after our ping */
+    unsigned want_drain : 1;    /* a send was refused: tell on_drain */
+    unsigned paused : 1;        /* reading stopped until the app catches up */
+    unsigned msg_compressed : 1;
+    unsigned pong_owed : 1;     /* a ping came while the queue was full: ctl holds its payload */
 };
 
 /* Takes over conn after the 101 response was queued. */

@@ -738,18 +738,31 @@ def test_send_refuses_over_the_limit_and_drain_follows(start):
 def test_pongs_stop_queueing_for_a_client_that_reads_nothing(start):
     """13 MB of pings from a client that never reads: the server answers
     until the client is max_queued_bytes behind, then only keeps reading
-    (the queue does not grow with the pings), and stays usable."""
+    (the queue does not grow with the pings); once the client reads, the
+    latest ping gets its pong. The server stays usable meanwhile."""
     srv = start(APP, env={"WS_MAX_QUEUED_BYTES": "4096"})
     ws = WSRaw(srv, "/ping-flood", rcvbuf=4096)
     batch = b"".join(frame(OP_PING, b"p" * 125) for _ in range(1000))
     for _ in range(100):
         ws.send_raw(batch)
+    ws.send_raw(frame(OP_PING, b"last"))
     ws.send_text("how far behind?")
     got = wait_for(lambda: stats(srv).get("ping_flood"), what="the report")
     assert got <= 4096 + 127
     other = WSRaw(srv, "/echo")
     other.send_text("still here")
     assert other.recv_text() == "still here"
+    # reading now: the pongs queued before the limit, then the one owed
+    pongs = []
+    while True:
+        try:
+            f = ws.recv_frame(timeout=1)
+        except TimeoutError:
+            break
+        assert f.opcode == OP_PONG
+        pongs.append(f.payload)
+    assert pongs and pongs[-1] == b"last"
+    assert len(pongs) < 50000  # what the socket buffers held, not one per ping
 
 
 def test_a_message_larger_than_the_queue_limit_reaches_a_reader(start):
