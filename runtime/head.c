@@ -2,6 +2,7 @@
 #include "head.h"
 #include "http.h"
 
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -102,7 +103,9 @@ void mw_head_view_packed(struct mw_head_view *v, const struct mw_head *h)
     v->http_major = h->http_major;
     v->http_minor = h->http_minor;
     v->packed = p;
-    v->packed_end = h->data + h->len;
+    v->packed_end = h->data + h->params_at;
+    v->params = h->data + h->params_at;
+    v->params_end = h->data + h->len;
 }
 
 void mw_hdr_iter_init(struct mw_hdr_iter *it, const struct mw_head_view *v)
@@ -176,9 +179,16 @@ int mw_head_has_token(const struct mw_head_view *v, const char *lname, const cha
 
 /* ---------------------------------------------------------------- packing */
 
-size_t mw_head_size(const struct mw_req *req)
+const uint8_t *mw_head_next_param(const struct mw_head_view *v, const uint8_t *it, struct mw_hdr *p)
 {
-    size_t n = sizeof(struct mw_head);
+    if (!it || it >= v->params_end) return NULL;
+    it = get_string(it, &p->name, &p->nlen);
+    return get_string(it, &p->value, &p->vlen);
+}
+
+size_t mw_head_size(const struct mw_req *req, const struct mw_hdr *params, size_t nparams)
+{
+    size_t n = offsetof(struct mw_head, data); /* the data starts there, before any tail padding */
     n += varint_size(req->method.len) + req->method.len;
     n += varint_size(req->target.len) + req->target.len;
     for (size_t i = 0; i < req->nhdrs; i++) {
@@ -188,13 +198,16 @@ size_t mw_head_size(const struct mw_req *req)
                  : 1 + varint_size(h->name.len) + h->name.len;
         n += varint_size(h->value.len) + h->value.len;
     }
+    for (size_t i = 0; i < nparams; i++)
+        n += varint_size(params[i].nlen) + params[i].nlen + varint_size(params[i].vlen) + params[i].vlen;
     return n;
 }
 
-struct mw_head *mw_head_pack(void *mem, const struct mw_req *req)
+struct mw_head *mw_head_pack(void *mem, const struct mw_req *req, const struct mw_hdr *params,
+                             size_t nparams)
 {
     struct mw_head *head = mem;
-    memset(head, 0, sizeof *head);
+    memset(head, 0, offsetof(struct mw_head, data));
     head->seq = req->seq;
     head->conn_at = NULL;
     head->lua_ref = -2; /* LUA_NOREF */
@@ -211,6 +224,11 @@ struct mw_head *mw_head_pack(void *mem, const struct mw_req *req)
         *p++ = (uint8_t)code;
         if (!code) p = put_string(p, name, h->name.len);
         p = put_string(p, req->hbuf.data + h->value.off, h->value.len);
+    }
+    head->params_at = (uint32_t)(p - head->data);
+    for (size_t i = 0; i < nparams; i++) {
+        p = put_string(p, params[i].name, params[i].nlen);
+        p = put_string(p, params[i].value, params[i].vlen);
     }
     head->len = (uint32_t)(p - head->data);
     return head;

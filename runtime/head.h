@@ -24,8 +24,10 @@ struct mw_head {
     int lua_ref;              /* anchors the Lua req once the app stored fields on it */
     int lua_slot;             /* where the Lua req is found while it lives (lua_req.c) */
     uint32_t len;             /* bytes in data */
+    uint32_t params_at;       /* where the route parameters start in data (len: none) */
     uint8_t http_major, http_minor;
-    uint8_t data[];           /* method, target, then each header's name and value */
+    uint8_t data[];           /* method, target, each header's name and value, then
+                               * each route parameter's name and value */
 };
 
 /* One header: the name lower-cased, as received otherwise. */
@@ -44,6 +46,7 @@ struct mw_head_view {
     /* where the headers are */
     const struct mw_req *req;
     const uint8_t *packed, *packed_end;
+    const uint8_t *params, *params_end; /* a packed head's route parameters */
 };
 
 struct mw_hdr_iter {
@@ -63,9 +66,15 @@ int mw_head_header(const struct mw_head_view *v, const char *lname, size_t nlen,
 /* 1 if the header's comma-separated list holds `token` (any case). */
 int mw_head_has_token(const struct mw_head_view *v, const char *lname, const char *token);
 
-/* Bytes a packed copy of req's head needs (struct mw_head included). */
-size_t mw_head_size(const struct mw_req *req);
-/* Packs req's head into mem (mw_head_size bytes, aligned for a pointer). */
-struct mw_head *mw_head_pack(void *mem, const struct mw_req *req);
+/* Bytes a packed copy of req's head needs (struct mw_head included), with
+ * the route parameters the router found (name, value pairs). */
+size_t mw_head_size(const struct mw_req *req, const struct mw_hdr *params, size_t nparams);
+/* Packs req's head and params into mem (mw_head_size bytes, aligned for a
+ * pointer). */
+struct mw_head *mw_head_pack(void *mem, const struct mw_req *req, const struct mw_hdr *params,
+                             size_t nparams);
+/* The next route parameter of a packed head (it = v->params at first);
+ * NULL after the last. */
+const uint8_t *mw_head_next_param(const struct mw_head_view *v, const uint8_t *it, struct mw_hdr *p);
 
 #endif

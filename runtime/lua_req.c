@@ -30,10 +30,14 @@
 /* ------------------------------------------------------------- accessors */
 
 struct handle {
-    struct mw_req *req;  /* NULL for a kept head */
+    union {
+        struct mw_req *req;   /* a live request (NULL: none) */
+        struct mw_head *head; /* req: the head kept with a WebSocket (kept = 1) */
+    } u;
     uint32_t gen;
     uint8_t app_fields;  /* req: the app stored a field on it */
     uint8_t method;      /* req: llhttp_method_t + 1 (0: unknown), for req.method once it is over */
+    uint8_t kept;
 };
 
 /* The metatables' addresses (the registry keeps both tables): every
@@ -49,24 +53,19 @@ enum { REQUV_FIELDS = 1, REQUV_QUERY, REQUV_COUNT = REQUV_QUERY };
  * the head kept with the socket (head.h), once the exchange is over. */
 struct req_handle {
     struct handle h;
-    uint32_t slot, serial; /* a kept head: kept[slot], while its serial matches */
+    uint32_t slot, serial; /* a kept head is read while serials[slot] matches */
 };
 
-/* Which head each slot holds (see "kept heads" below). */
-static _Thread_local struct kept_slot {
-    struct mw_head *head;
-    uint32_t serial;
-} *kept;
-static _Thread_local size_t kept_cap;
+/* Each slot's serial, bumped when its head goes (see "kept heads" below). */
+static _Thread_local uint32_t *serials;
+static _Thread_local size_t serials_cap;
 static _Thread_local int *free_slots;
 static _Thread_local size_t nfree, free_cap;
 static _Thread_local uint32_t next_slot;
 
 static struct mw_head *kept_head(const struct req_handle *rh)
 {
-    if (!rh->slot) return NULL;
-    const struct kept_slot *k = &kept[rh->slot];
-    return k->serial == rh->serial ? k->head : NULL;
+    return rh->h.kept && serials[rh->slot] == rh->serial ? rh->h.u.head : NULL;
 }
 
 static struct handle *to_handle(lua_State *L, int idx, const char *mt)
@@ -85,20 +84,20 @@ static struct handle *to_handle(lua_State *L, int idx, const char *mt)
 static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
 {
     struct handle *ud = to_handle(L, idx, mt);
-    return ud->req && ud->req->gen == ud->gen ? ud->req : NULL;
+    return !ud->kept && ud->u.req && ud->u.req->gen == ud->gen ? ud->u.req : NULL;
 }
 
 /* The head of the req handle at idx, live or kept; 0 when it is gone. */
 static int get_view(lua_State *L, int idx, struct mw_head_view *v)
 {
     struct req_handle *rh = (struct req_handle *)to_handle(L, idx, REQ_MT);
-    if (rh->slot) {
+    if (rh->h.kept) {
         struct mw_head *head = kept_head(rh);
         if (!head) return 0;
         mw_head_view_packed(v, head);
         return 1;
     }
-    struct mw_req *req = rh->h.req && rh->h.req->gen == rh->h.gen ? rh->h.req : NULL;
+    struct mw_req *req = rh->h.u.req && rh->h.u.req->gen == rh->h.gen ? rh->h.u.req : NULL;
     if (!req) return 0;
     mw_head_view_req(v, req);
     return 1;
@@ -139,7 +138,8 @@ static struct handle *push_handle(lua_State *L, struct mw_req *req, int mt_ref)
     int is_req = mt_ref == req_mt_ref;
     struct handle *ud = lua_newuserdatauv(L, is_req ? sizeof(struct req_handle) : sizeof *ud,
                                           is_req ? REQUV_COUNT : 0);
-    ud->req = req;
+    ud->u.req = req;
+    ud->kept = 0;
     ud->gen = req ? req->gen : 0;
     ud->app_fields = 0;
     ud->method = req ? (uint8_t)(req->method_code + 1) : 0;
@@ -337,6 +337,21 @@ static int req_query_all(lua_State *L)
     return 1;
 }
 
+static void push_fields(lua_State *L, int idx);
+
+/* internal: req:_set_params(t), the router's match: cached like a computed
+ * field, not counted as one the app stored (a WebSocket keeps them packed) */
+static int req_set_params(lua_State *L)
+{
+    to_handle(L, 1, REQ_MT);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    push_fields(L, 1);
+    lua_pushliteral(L, "params");
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);
+    return 0;
+}
+
 /* internal: req:_set_body_limit(bytes), from the route's options */
 static int req_set_body_limit(lua_State *L)
 {
@@ -451,7 +466,15 @@ static int compute_field(lua_State *L, const struct mw_head_view *v, const char 
     if (strcmp(k, "headers") == 0) {
         push_headers(L, v);
     } else if (strcmp(k, "params") == 0) {
-        lua_newtable(L); /* a route without parameters: made when asked for */
+        /* the router sets them when the route has any; a kept head has
+         * them packed; otherwise the route has none */
+        lua_newtable(L);
+        struct mw_hdr p;
+        for (const uint8_t *it = v->params; (it = mw_head_next_param(v, it, &p));) {
+            lua_pushlstring(L, p.name, p.nlen);
+            lua_pushlstring(L, p.value, p.vlen);
+            lua_rawset(L, -3);
+        }
     } else if (strcmp(k, "query") == 0) {
         push_query(L, v);
     } else if (strcmp(k, "cookies") == 0) {
@@ -898,20 +921,20 @@ static int res_tostring(lua_State *L)
 /* Handles of kept heads, by slot, in a table with weak values: an idle
  * socket whose app never looks at ws.req costs a slot, not a handle and
  * its field table. Slots are handed out here, not by luaL_ref: a slot
- * whose handle was collected is still taken. Which head a slot holds is
- * kept here too, with a serial bumped when the head goes: a handle reads
- * its head only while the serials match, whatever became of the weak
- * table's entry (a finalizer may bring a handle back after it). */
+ * whose handle was collected is still taken. Each slot has a serial,
+ * bumped when its head goes: a handle reads its head only while the
+ * serials match, whatever became of the weak table's entry (a finalizer
+ * may bring a handle back after it). */
 static char kept_key;
 static uint32_t slot_take(void)
 {
     if (nfree) return (uint32_t)free_slots[--nfree];
     uint32_t slot = ++next_slot;
-    if (slot >= kept_cap) {
-        size_t cap = kept_cap ? kept_cap * 2 : 64;
-        kept = mw_xrealloc(kept, cap * sizeof *kept);
-        memset(kept + kept_cap, 0, (cap - kept_cap) * sizeof *kept);
-        kept_cap = cap;
+    if (slot >= serials_cap) {
+        size_t cap = serials_cap ? serials_cap * 2 : 64;
+        serials = mw_xrealloc(serials, cap * sizeof *serials);
+        memset(serials + serials_cap, 0, (cap - serials_cap) * sizeof *serials);
+        serials_cap = cap;
     }
     return slot;
 }
@@ -927,16 +950,17 @@ static void slot_give(uint32_t slot)
 
 static void hold(struct req_handle *rh, struct mw_head *head)
 {
+    rh->h.kept = 1;
+    rh->h.u.head = head;
     rh->slot = (uint32_t)head->lua_slot;
-    rh->serial = kept[rh->slot].serial;
+    rh->serial = serials[rh->slot];
 }
 
-void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
+void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head, int anchor)
 {
     idx = lua_absindex(L, idx);
     struct req_handle *rh = (struct req_handle *)to_handle(L, idx, REQ_MT);
-    rh->h.req = NULL;
-    if (rh->h.app_fields) {
+    if (rh->h.app_fields || anchor) {
         lua_pushvalue(L, idx);
         head->lua_ref = mw_lua_ref(L);
     } else {
@@ -948,7 +972,6 @@ void mw_lua_req_keep(lua_State *L, int idx, struct mw_head *head)
     }
     uint32_t slot = slot_take();
     head->lua_slot = (int)slot;
-    kept[slot].head = head;
     hold(rh, head);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
     lua_pushvalue(L, idx);
@@ -975,8 +998,7 @@ int mw_lua_req_drop_kept(lua_State *L, struct mw_head *head)
     int found = 0;
     if (head->lua_slot) {
         uint32_t slot = (uint32_t)head->lua_slot;
-        kept[slot].head = NULL;
-        kept[slot].serial++; /* every handle of it reads as finished now */
+        serials[slot]++; /* every handle of it reads as finished now */
         lua_rawgetp(L, LUA_REGISTRYINDEX, &kept_key);
         found = lua_rawgeti(L, -1, slot) != LUA_TNIL;
         lua_pushnil(L);
@@ -989,6 +1011,21 @@ int mw_lua_req_drop_kept(lua_State *L, struct mw_head *head)
     mw_lua_unref(L, head->lua_ref);
     head->lua_ref = LUA_NOREF;
     return found;
+}
+
+int mw_lua_req_push_params(lua_State *L, int idx)
+{
+    to_handle(L, idx, REQ_MT);
+    if (lua_getiuservalue(L, idx, REQUV_FIELDS) == LUA_TTABLE) {
+        lua_pushliteral(L, "params");
+        if (lua_rawget(L, -2) == LUA_TTABLE) {
+            lua_remove(L, -2);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
 }
 
 void mw_lua_req_push_finished(lua_State *L)
@@ -1070,6 +1107,7 @@ void mw_lua_open_req(lua_State *L)
                                            {"header", req_header},
                                            {"query_all", req_query_all},
                                            {"_set_body_limit", req_set_body_limit},
+                                           {"_set_params", req_set_params},
                                            {NULL, NULL}};
     static const luaL_Reg res_methods[] = {{"status", res_status},
                                            {"header", res_header},

@@ -42,6 +42,7 @@
 enum { WSUV_DATA = 1, WSUV_GONE, WSUV_COUNT = WSUV_GONE };
 #define INBOX_MAX_BYTES (1024 * 1024) /* queued to the app before reading pauses */
 #define INBOX_MAX_EVENTS 1024
+#define MAX_KEPT_PARAMS 32   /* route parameters of a pattern, at most (a router limit in practice) */
 
 enum { EV_OPEN, EV_MESSAGE, EV_CLOSE, EV_DRAIN };
 
@@ -502,9 +503,29 @@ static int res_ws_accept(lua_State *L)
                                                   (double)req->srv->limits.max_message_bytes);
     double heartbeat = opt_field_number(L, 2, "heartbeat", 30);
 
-    /* one block: the record, then the handshake's head */
-    struct lws *rec = mw_xcalloc(1, head_offset() + mw_head_size(req));
-    struct mw_head *head = mw_head_pack(rec_head(rec), req);
+    /* one block: the record, then the handshake's head with the route's
+     * parameters (the Lua strings stay on the stack while packed) */
+    struct mw_hdr params[MAX_KEPT_PARAMS];
+    size_t nparams = 0;
+    int unpacked = 0; /* parameters the head cannot carry: the req stays as it is */
+    if (mw_lua_req_push_params(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (nparams < MAX_KEPT_PARAMS && lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+                struct mw_hdr *p = &params[nparams++];
+                p->name = lua_tolstring(L, -2, &p->nlen);
+                p->value = lua_tolstring(L, -1, &p->vlen);
+            } else {
+                unpacked = 1;
+            }
+            lua_pop(L, 1);
+        }
+    } else {
+        lua_pushnil(L);
+    }
+    struct lws *rec = mw_xcalloc(1, head_offset() + mw_head_size(req, params, nparams));
+    struct mw_head *head = mw_head_pack(rec_head(rec), req, params, nparams);
+    lua_pop(L, 1); /* the params table */
     head->conn_at = &rec->ws.conn;
     lua_pushvalue(L, 2);
     rec->route = route_take(L, pattern, mw_vm_version_of(L));
@@ -516,7 +537,7 @@ static int res_ws_accept(lua_State *L)
     luaL_setmetatable(L, WS_MT);
     lua_pushvalue(L, -1);
     rec->self_ref = mw_lua_ref(L);
-    mw_lua_req_keep(L, 3, head);
+    mw_lua_req_keep(L, 3, head, unpacked);
 
     struct mw_conn *conn = req->conn;
     mw_req_upgrade(req, extra.data, extra.len);

@@ -214,7 +214,7 @@ local function handle(app, req, res, method, segs, key)
   else
     final = answer_error(app, new_status_error(404))
   end
-  if params then req.params = params end -- else made when asked for
+  if params then req:_set_params(params) end -- else made when asked for
   if #app.middleware == 0 then return final(req, res) end
   return run_chain(app.middleware, 1, req, res, final)
 end

@@ -252,11 +252,12 @@ def test_ws_req_lives_as_long_as_the_socket(start):
     long_value = "v" * 300  # a two-byte length in the packed form
     headers = [("Cookie", "sid=abc; other=1"), ("X-Long", long_value), ("X-Odd-Name", "odd"),
                ("X-Multi", "one"), ("X-Multi", "two")]
-    ws = WSRaw(srv, "/kept?q=hello%20there&tag=t1", headers=headers, protocols="kept.v1")
+    ws = WSRaw(srv, "/kept/al%20ice?q=hello%20there&tag=t1", headers=headers, protocols="kept.v1")
     for _ in range(3):
         ws.send_text("again")
         got = json.loads(ws.recv_text())
-        assert got == {"method": "GET", "path": "/kept", "target": "/kept?q=hello%20there&tag=t1",
+        assert got == {"method": "GET", "path": "/kept/al ice", "who": "al ice",
+                       "target": "/kept/al%20ice?q=hello%20there&tag=t1",
                        "q": "hello there", "tag": "t1", "sid": "abc", "long": 300, "odd": "odd",
                        "multi": "one, two", "via_header": "odd", "addr": "127.0.0.1",
                        "version": "1.1", "id": got["id"], "protocol": "kept.v1", "same": True,
@@ -265,14 +266,17 @@ def test_ws_req_lives_as_long_as_the_socket(start):
     ws.send_close(1000)
     ws.expect_close(1000)
     after = requests.get(srv.url + "/kept/after", timeout=10).json()
-    assert after == {"protocol": "kept.v1", "tag": "t1", "path": "/kept", "sent": False,
+    assert after == {"protocol": "kept.v1", "tag": "t1", "path": "/kept/al ice", "sent": False,
                      "open": "moonwire.ws (closed)"}
 
-    # without a tag nothing anchors the req: after the socket is gone it
+    # without a tag nothing anchors the req: it is made again from the
+    # packed head, route parameters included; after the socket is gone it
     # reads as finished, and ws.req is still a req (not nil)
-    ws = WSRaw(srv, "/kept", protocols="kept.v1")
-    ws.send_text("x")
-    assert json.loads(ws.recv_text())["tag"] is False
+    ws = WSRaw(srv, "/kept/bob", protocols="kept.v1")
+    for _ in range(2):
+        ws.send_text("x")
+        got = json.loads(ws.recv_text())
+        assert got["tag"] is False and got["who"] == "bob" and got["path"] == "/kept/bob"
     ws.send_close(1000)
     ws.expect_close(1000)
     after = requests.get(srv.url + "/kept/after", timeout=10).json()

@@ -5,6 +5,7 @@
 #include "head.h"
 #include "http.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 /* A live request as llhttp would leave it: spans into one buffer. */
@@ -62,10 +63,11 @@ static struct mw_head *pack(struct fake *f)
 {
     f->req.hbuf.data = f->text;
     f->req.hbuf.len = f->len;
-    size_t n = mw_head_size(&f->req);
+    static const struct mw_hdr params[] = {{"room", "lobby", 4, 5}, {"rest", "a/b c", 4, 5}};
+    size_t n = mw_head_size(&f->req, params, 2);
     void *mem = malloc(n);
-    struct mw_head *h = mw_head_pack(mem, &f->req);
-    CHECK(sizeof *h + h->len == n); /* the size asked for is the size used */
+    struct mw_head *h = mw_head_pack(mem, &f->req, params, 2);
+    CHECK(offsetof(struct mw_head, data) + h->len == n); /* the size asked for is the size used */
     return h;
 }
 
@@ -96,6 +98,14 @@ int main(void)
     CHECK(kept.seq == 42 && kept.http_major == 1 && kept.http_minor == 1);
     CHECK(kept.conn == NULL);
     CHECK(same_headers(&live, &kept));
+    /* the route parameters come back after the headers, in order */
+    struct mw_hdr prm;
+    const uint8_t *pit = mw_head_next_param(&kept, kept.params, &prm);
+    CHECK(pit && prm.nlen == 4 && memcmp(prm.name, "room", 4) == 0 && prm.vlen == 5 &&
+          memcmp(prm.value, "lobby", 5) == 0);
+    pit = mw_head_next_param(&kept, pit, &prm);
+    CHECK(pit && prm.vlen == 5 && memcmp(prm.value, "a/b c", 5) == 0);
+    CHECK(mw_head_next_param(&kept, pit, &prm) == NULL);
 
     struct mw_buf b;
     mw_buf_init(&b);

@@ -73,7 +73,7 @@ app:ws("/room/:id/*rest", {
 -- saw is made again when nothing held it), with what the upgrade hook
 -- stored on it; and what a handle still answers once its socket is gone
 local last_closed
-app:ws("/kept", {
+app:ws("/kept/:who", {
   protocols = { "kept.v1" },
   upgrade = function(req)
     if req.query.tag then req.tag = req.query.tag end
@@ -84,6 +84,7 @@ app:ws("/kept", {
     local r = ws.req
     ws:send(mw.json.encode {
       method = r.method, path = r.path, target = r.target, q = r.query.q, tag = r.tag or false,
+      who = r.params.who,
       sid = r.cookies.sid, long = #(r.headers["x-long"] or ""), odd = r.headers["x-odd-name"],
       multi = r.headers["x-multi"], via_header = r:header("X-Odd-Name"), addr = r.remote_addr,
       version = r.http_version, id = r.id, protocol = ws.protocol, same = r == ws.req,
