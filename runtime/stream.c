@@ -144,12 +144,41 @@ static struct mw_shared *with_id(struct mw_msg *m, const char *event, struct mw_
 /* Queues one hub message. Returns FULL when the client is too far behind;
  * an empty queue takes any message, so one larger than the limit still
  * goes to a client that keeps up. */
+/* The encodings of the message being fanned out, looked up once for all
+ * its streams: a publish walks them in a row. It holds a reference, so
+ * the message (and the address compared) stays the same one. */
+static _Thread_local struct {
+    struct mw_msg *m;
+    char *event;                  /* its own copy: streams come and go */
+    struct mw_shared *bytes, *full;
+} last;
+
+static void last_forget(void)
+{
+    if (last.m) mw_msg_unref(last.m);
+    free(last.event);
+    memset(&last, 0, sizeof last);
+}
+
+static struct mw_shared *last_bytes(struct mw_msg *m, const char *event)
+{
+    int same = last.m == m && (last.event && event ? strcmp(last.event, event) == 0 : last.event == event);
+    if (!same) {
+        last_forget();
+        mw_msg_ref(m);
+        last.m = m;
+        last.event = event ? mw_xstrndup(event, strlen(event)) : NULL;
+        last.bytes = encode(m, event);
+    }
+    return last.bytes;
+}
+
 static int send_msg(struct mw_feed_sub *fs, struct mw_msg *m)
 {
     struct mw_stream *s = fs->sub.owner;
     struct mw_conn *conn = stream_conn(s);
     if (!conn) return MW_FEED_CLOSED;
-    struct mw_shared *bytes = encode(m, fs->event);
+    struct mw_shared *bytes = last_bytes(m, fs->event);
     if (conn->wq.queued_bytes &&
         conn->wq.queued_bytes + bytes->len > s->req->srv->limits.max_queued_bytes)
         return MW_FEED_FULL;
@@ -157,7 +186,8 @@ static int send_msg(struct mw_feed_sub *fs, struct mw_msg *m)
     if (s->feed.n == 1 && s->nresume <= 1) {
         /* one channel: the id line is the message's own id, the same for
          * every such stream, so the whole event is shared */
-        mw_wq_shared(&conn->wq, with_id(m, fs->event, bytes));
+        if (!last.full) last.full = with_id(m, fs->event, bytes);
+        mw_wq_shared(&conn->wq, last.full);
     } else {
         struct mw_buf line;
         mw_buf_init(&line);
@@ -268,4 +298,5 @@ void mw_stream_close_all(struct mw_server *srv)
         mw_stream_close(s, 1);
         c = c->state == MW_CONN_CLOSING ? srv->conns : c->next;
     }
+    last_forget();
 }
