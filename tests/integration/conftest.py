@@ -140,3 +140,15 @@ def run_moonwire(*args, timeout=30, cwd=None):
     """Runs the binary to completion: (exit code, stdout, stderr)."""
     p = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
+
+
+def wait_for(cond, timeout=10, interval=0.02, what="condition"):
+    """Polls cond() until it returns something truthy; returns that."""
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

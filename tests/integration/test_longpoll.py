@@ -9,8 +9,11 @@ import signal
 import socket
 import threading
 import time
+from functools import partial
 
 import requests
+
+import conftest
 
 from sse_client import SSEClient
 
@@ -31,15 +34,7 @@ def subscribers(srv, ch):
     return requests.get(f"{srv.url}/subscribers/{ch}", timeout=10).json()["subscribers"]
 
 
-def wait_for(cond, timeout=5.0, what="condition"):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+wait_for = partial(conftest.wait_for, timeout=5.0, interval=0.01)
 
 
 def poll(srv, ch, since=None, timeout=None, http_timeout=30):

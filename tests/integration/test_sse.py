@@ -9,10 +9,12 @@ import re
 import socket
 import threading
 import time
+from functools import partial
 
 import pytest
 import requests
 
+import conftest
 from conftest import APPS
 from sse_client import SSEClient, parse
 
@@ -40,16 +42,7 @@ def stats(srv):
     return {k: (v if v != [] else {}) for k, v in s.items()}
 
 
-def wait_for(cond, timeout=5.0, what="condition"):
-    """Polls cond() until it is truthy; returns its value."""
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+wait_for = partial(conftest.wait_for, timeout=5.0, interval=0.01)
 
 
 def subscribe(srv, query, **kw):

@@ -15,9 +15,9 @@ import zlib
 import pytest
 import requests
 
+from conftest import wait_for
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RSV1, RSV2, RSV3,
-                   WSRaw, close_payload, deflate_message, frame, handshake_bytes, inflate_message,
-                   wait_for)
+                   WSRaw, close_payload, deflate_message, frame, handshake_bytes, inflate_message)
 
 APP = "ws/app.lua"
 

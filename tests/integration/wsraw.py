@@ -276,14 +276,3 @@ class WSRaw:
         self.conn.close()
 
 
-def wait_for(cond, timeout=10, interval=0.02, what="condition"):
-    """Polls cond() until it returns something truthy; returns that."""
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
