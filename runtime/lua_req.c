@@ -26,7 +26,6 @@
 #define REQ_MT "moonwire.req"
 #define RES_MT "moonwire.res"
 
-
 /* ------------------------------------------------------------- accessors */
 
 struct handle {
@@ -59,7 +58,7 @@ struct req_handle {
 /* Each slot's serial, bumped when its head goes (see "kept heads" below). */
 static _Thread_local uint32_t *serials;
 static _Thread_local size_t serials_cap;
-static _Thread_local int *free_slots;
+static _Thread_local uint32_t *free_slots;
 static _Thread_local size_t nfree, free_cap;
 static _Thread_local uint32_t next_slot;
 
@@ -81,10 +80,15 @@ static struct handle *to_handle(lua_State *L, int idx, const char *mt)
     return ud;
 }
 
+/* The live request a handle is for; NULL when it is over or a kept head. */
+static struct mw_req *live_req(const struct handle *ud)
+{
+    return !ud->kept && ud->u.req && ud->u.req->gen == ud->gen ? ud->u.req : NULL;
+}
+
 static struct mw_req *get_req(lua_State *L, int idx, const char *mt)
 {
-    struct handle *ud = to_handle(L, idx, mt);
-    return !ud->kept && ud->u.req && ud->u.req->gen == ud->gen ? ud->u.req : NULL;
+    return live_req(to_handle(L, idx, mt));
 }
 
 /* The head of the req handle at idx, live or kept; 0 when it is gone. */
@@ -97,7 +101,7 @@ static int get_view(lua_State *L, int idx, struct mw_head_view *v)
         mw_head_view_packed(v, head);
         return 1;
     }
-    struct mw_req *req = rh->h.u.req && rh->h.u.req->gen == rh->h.gen ? rh->h.u.req : NULL;
+    struct mw_req *req = live_req(&rh->h);
     if (!req) return 0;
     mw_head_view_req(v, req);
     return 1;
@@ -458,9 +462,9 @@ static int push_remote_addr(lua_State *L, struct mw_conn *conn)
     return 1;
 }
 
-/* Computes a lazy field; returns 1 with it pushed, or 0. */
 static _Thread_local struct mw_path scratch_path;
 
+/* Computes a lazy field; returns 1 with it pushed, or 0. */
 static int compute_field(lua_State *L, const struct mw_head_view *v, const char *k)
 {
     if (strcmp(k, "headers") == 0) {
@@ -928,7 +932,7 @@ static int res_tostring(lua_State *L)
 static char kept_key;
 static uint32_t slot_take(void)
 {
-    if (nfree) return (uint32_t)free_slots[--nfree];
+    if (nfree) return free_slots[--nfree];
     uint32_t slot = ++next_slot;
     if (slot >= serials_cap) {
         size_t cap = serials_cap ? serials_cap * 2 : 64;
@@ -945,7 +949,7 @@ static void slot_give(uint32_t slot)
         free_cap = free_cap ? free_cap * 2 : 64;
         free_slots = mw_xrealloc(free_slots, free_cap * sizeof *free_slots);
     }
-    free_slots[nfree++] = (int)slot;
+    free_slots[nfree++] = slot;
 }
 
 static void hold(struct req_handle *rh, struct mw_head *head)

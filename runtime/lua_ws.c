@@ -156,7 +156,7 @@ static struct ws_route *route_take(lua_State *L, const char *pattern, int versio
         r->next = routes;
         routes = r;
     }
-    if (r->handlers_ref == LUA_NOREF || version > r->version) {
+    if (version > r->version) { /* a new route's is 0 */
         mw_lua_unref(L, r->handlers_ref);
         r->handlers_ref = mw_lua_ref(L);
         r->version = version;
@@ -653,11 +653,7 @@ static int send_hub(struct mw_feed_sub *fs, struct mw_msg *m)
     struct mw_channel *ch = fs->sub.ch;
     struct mw_shared *f = hub_frame(m, ch ? ch->name : "", ch ? ch->name_len : 0, fs->envelope, &ws->pmd);
     int rc = mw_ws_send_shared(ws, f);
-    if (rc == MW_WS_FULL) {
-        ws->want_drain = 1; /* a replay waiting for room goes on from on_drain */
-        return MW_FEED_FULL;
-    }
-    if (rc != MW_WS_SENT) return MW_FEED_CLOSED;
+    if (rc != MW_WS_SENT) return rc == MW_WS_FULL ? MW_FEED_FULL : MW_FEED_CLOSED; /* on_drain follows a FULL */
     fs->last_id = m->id;
     return MW_FEED_OK;
 }

@@ -72,8 +72,10 @@ int mw_ws_send_shared(struct mw_ws *ws, struct mw_shared *frame)
 {
     struct mw_conn *conn = ws->conn;
     if (ws->state != MW_WS_OPEN || !conn || conn->state != MW_CONN_OPEN) return MW_WS_CLOSED_ERR;
-    if (conn->wq.queued_bytes && conn->wq.queued_bytes + frame->len > mw_ws_max_queued(ws))
+    if (conn->wq.queued_bytes && conn->wq.queued_bytes + frame->len > mw_ws_max_queued(ws)) {
+        ws->want_drain = 1;
         return MW_WS_FULL;
+    }
     mw_wq_shared(&conn->wq, frame);
     mw_conn_defer(conn, MW_WORK_FLUSH);
     return MW_WS_SENT;

@@ -65,7 +65,8 @@ void mw_ws_feed(struct mw_ws *ws);
 enum { MW_WS_SENT = 0, MW_WS_FULL = -1, MW_WS_CLOSED_ERR = -2 };
 /* Queues a data message (TEXT or BINARY). */
 int mw_ws_send(struct mw_ws *ws, int opcode, const void *data, size_t len);
-/* Queues a frame made once for many connections (hub fan-out). */
+/* Queues a frame made once for many connections (hub fan-out). FULL, as
+ * for mw_ws_send, brings on_drain once the queue has room again. */
 int mw_ws_send_shared(struct mw_ws *ws, struct mw_shared *frame);
 int mw_ws_ping(struct mw_ws *ws, const void *data, size_t len);
 /* Starts the closing handshake (code 0: none). */
