@@ -33,4 +33,15 @@ void *mw_xcalloc(size_t n, size_t size);
 void *mw_xrealloc(void *p, size_t n);
 char *mw_xstrndup(const char *s, size_t n);
 
+/* Writes v's decimal digits so that they end just before `end`; returns
+ * where they start (a buffer of 20 bytes before end holds any). */
+static inline char *mw_fmt_u64(char *end, unsigned long long v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
 #endif

@@ -64,12 +64,8 @@ void mw_json_append_string(struct mw_buf *b, const char *s, size_t len)
 
 void mw_json_append_integer(struct mw_buf *b, long long v)
 {
-    char tmp[24], *p = tmp + sizeof tmp;
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--p = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    char tmp[24];
+    char *p = mw_fmt_u64(tmp + sizeof tmp, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v);
     if (v < 0) *--p = '-';
     mw_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
 }

@@ -249,12 +249,7 @@ int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf
             if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) != (lua_Integer)m->id) goto differs;
             memcpy(out, "\"id\":", 5);
             out += 5;
-            char tmp[24], *p = tmp + sizeof tmp;
-            uint64_t u = m->id;
-            do {
-                *--p = (char)('0' + u % 10);
-                u /= 10;
-            } while (u);
+            char tmp[24], *p = mw_fmt_u64(tmp + sizeof tmp, m->id);
             memcpy(out, p, (size_t)(tmp + sizeof tmp - p));
             out += tmp + sizeof tmp - p;
         } else if (k == str_addr[S_DATA]) {

@@ -165,25 +165,16 @@ int mw_status_bodyless(int status)
 }
 
 /* Decimal digits of v at the end of buf; returns where they start. */
-static char *fmt_u64(char *end, unsigned long long v)
-{
-    do {
-        *--end = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return end;
-}
-
 void mw_response_head(const struct mw_response *r, const struct mw_head_opts *o, struct mw_buf *out)
 {
     static const char server[] = MW_SERVER_HEADER;
     const char *reason = mw_status_reason(r->status);
     size_t rlen = strlen(reason), dlen = o->date ? strlen(o->date) : 0;
     char num[24], cl[24];
-    char *st = fmt_u64(num + sizeof num, (unsigned)r->status);
+    char *st = mw_fmt_u64(num + sizeof num, (unsigned)r->status);
     size_t stlen = (size_t)(num + sizeof num - st);
     char *clp = cl + sizeof cl;
-    if (o->content_length >= 0) clp = fmt_u64(cl + sizeof cl, (unsigned long long)o->content_length);
+    if (o->content_length >= 0) clp = mw_fmt_u64(cl + sizeof cl, (unsigned long long)o->content_length);
     size_t cllen = (size_t)(cl + sizeof cl - clp);
 
     /* one reservation for the whole head, then plain copies */
