@@ -20,6 +20,7 @@
 #define MW_READ_BACKLOG_BYTES 65536 /* unparsed bytes held before reading pauses */
 #define MW_LINGER_MS          2000  /* reading after FIN so the client sees our reply */
 #define MW_LISTEN_BACKLOG     1024
+#define MW_SWEEP_BUDGET       256   /* connections' deferred work per sweep */
 
 struct mw_limits {
     size_t max_header_bytes;   /* request line + headers: 431 */

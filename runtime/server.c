@@ -1,7 +1,15 @@
 /* server.c - the worker's listener, its end-of-turn sweep and graceful
  * shutdown. The sweep is where deferred work runs: queued coroutine wakes
  * first (they may produce output), then parser continuations, then one
- * flush per connection, so many small writes leave as one. */
+ * flush per connection, so many small writes leave as one.
+ *
+ * A sweep takes at most MW_SWEEP_BUDGET connections and leaves the rest
+ * for the loop's next turn, which then polls without sleeping. A fan-out
+ * to ten thousand streams is tens of milliseconds of writes; between
+ * slices the loop reads, so a message published meanwhile joins the
+ * queues of the streams not yet written and leaves in the same write,
+ * instead of waiting for the whole pass to end and then a pass of its
+ * own. Everyone else is served between slices too. */
 #include "server.h"
 #include "response.h"
 #include "conn.h"
@@ -11,6 +19,7 @@
 #include "lua_ws.h"
 #include "stream.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +35,19 @@ const char *mw_server_date(struct mw_server *srv)
     return srv->date;
 }
 
+static void on_more(uv_idle_t *h)
+{
+    mw_server_sweep(h->data);
+}
+
 void mw_server_sweep(struct mw_server *srv)
 {
     if (srv->sweeping) return;
     srv->sweeping = 1;
     mw_wq_trim(uv_now(srv->loop));
+    /* a server going down finishes everything in one go: its handles,
+     * the idle one among them, close as the last connection does */
+    unsigned budget = srv->shutting_down ? UINT_MAX : MW_SWEEP_BUDGET;
     for (;;) {
         mw_vm_drain(srv->vm);
         struct mw_task *t = srv->tasks_head;
@@ -42,7 +59,7 @@ void mw_server_sweep(struct mw_server *srv)
             continue;
         }
         struct mw_conn *conn = srv->work_head;
-        if (!conn) break;
+        if (!conn || budget-- == 0) break;
         srv->work_head = conn->work_next;
         if (!srv->work_head) srv->work_tail = NULL;
         int work = conn->work;
@@ -50,6 +67,12 @@ void mw_server_sweep(struct mw_server *srv)
         mw_conn_run_work(conn, work);
         mw_conn_unref(conn);
     }
+    /* an active idle handle makes the loop poll without sleeping */
+    uv_handle_t *more = (uv_handle_t *)&srv->more;
+    if (srv->work_head && !uv_is_active(more) && !uv_is_closing(more))
+        uv_idle_start(&srv->more, on_more);
+    else if (!srv->work_head && uv_is_active(more))
+        uv_idle_stop(&srv->more);
     srv->sweeping = 0;
 }
 
@@ -108,6 +131,8 @@ int mw_server_init(struct mw_server *srv, uv_loop_t *loop, struct mw_vm *vm)
     srv->check.data = srv;
     uv_check_start(&srv->check, on_check);
     uv_unref((uv_handle_t *)&srv->check);
+    uv_idle_init(loop, &srv->more);
+    srv->more.data = srv;
     uv_timer_init(loop, &srv->shutdown_timer);
     srv->shutdown_timer.data = srv;
     uv_unref((uv_handle_t *)&srv->shutdown_timer);
@@ -200,5 +225,6 @@ void mw_server_close(struct mw_server *srv)
     }
     uv_close((uv_handle_t *)&srv->prepare, NULL);
     uv_close((uv_handle_t *)&srv->check, NULL);
+    uv_close((uv_handle_t *)&srv->more, NULL);
     uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
 }

@@ -27,6 +27,7 @@ struct mw_server {
     int listening;            /* listener handle is open */
     uv_prepare_t prepare;     /* end-of-turn sweep before the loop sleeps */
     uv_check_t check;         /* ... and after each poll */
+    uv_idle_t more;           /* active while work is left for the next turn */
     uv_timer_t shutdown_timer;
     struct mw_limits limits;
     struct mw_vm *vm;
@@ -59,7 +60,8 @@ void mw_server_shutdown(struct mw_server *srv);
 void mw_server_force_close(struct mw_server *srv);
 /* Closes the server's own handles; call once every connection is gone. */
 void mw_server_close(struct mw_server *srv);
-/* Runs deferred work: coroutine wakes, parser continuations, flushes.
+/* Runs deferred work: coroutine wakes, parser continuations, flushes (at
+ * most MW_SWEEP_BUDGET connections' worth; the loop's next turn goes on).
  * Safe to call from any callback that is not inside a Lua resume. */
 void mw_server_sweep(struct mw_server *srv);
 const char *mw_server_date(struct mw_server *srv);

@@ -12,6 +12,7 @@ check, when it stops, that it exited cleanly with no sanitizer report.
 """
 import os
 import re
+import resource
 import signal
 import subprocess
 import textwrap
@@ -27,6 +28,16 @@ BIN = os.environ.get("MOONWIRE_BIN", str(ROOT / "build" / "moonwire"))
 SANITIZED = os.environ.get("MOONWIRE_SANITIZE") == "1"
 APPS = HERE.parent / "apps"
 SANITIZER_RE = re.compile(r"(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|leak check failed)")
+
+
+def need_fds(n):
+    """Raises this process's open-file limit to n (servers started after
+    inherit it); skips the test when the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n:
+        pytest.skip(f"needs {n} open files, the hard limit is {hard}")
+    if soft != resource.RLIM_INFINITY and soft < n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
 
 
 class Server:

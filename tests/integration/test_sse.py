@@ -495,6 +495,41 @@ def test_client_leaving_mid_stream_while_messages_flow(start):
     stay.close()
 
 
+def test_a_fan_out_wider_than_one_sweep_reaches_every_stream_in_order(start):
+    """The server writes to at most 256 connections per slice of its loop
+    (MW_SWEEP_BUDGET) and goes on in the next turn without sleeping. With
+    1,000 streams (more than the three slices a turn can take before it
+    would sleep): one publish reaches all of them with nothing else going
+    on, a burst published while the slices are under way reaches all in
+    order, and a plain request is answered in between."""
+    conftest.need_fds(2048)
+    srv = start(APP)
+    clients = [subscribe(srv, "ch=wide")[0] for _ in range(1000)]
+    # the publisher's answer comes last, so it waits in another thread
+    t = threading.Thread(target=pub, args=(srv, "wide", "first"))
+    t.start()
+    for c in clients:
+        # a slice left behind would wait for some timer, 10 s or more
+        assert ids(c.events(1, timeout=5)) == ["1"]
+    t.join(10)
+
+    t = threading.Thread(target=lambda: requests.post(
+        srv.url + "/burst/wide?n=60&size=40&batch=3", timeout=30))
+    t.start()
+    r = requests.get(srv.url + "/subscribers/wide", timeout=10)
+    assert r.json()["subscribers"] == 1000
+    want = [str(i) for i in range(2, 62)]
+    for c in clients:
+        events = c.events(60, timeout=10)
+        assert ids(events) == want
+        assert all(e.data.startswith(e.last_event_id + ":") for e in events)
+    t.join(30)
+    for c in clients:
+        c.close()
+    wait_for(lambda: requests.get(srv.url + "/subscribers/wide", timeout=10).json()["subscribers"] == 0,
+             what="every stream released")
+
+
 # --------------------------------------------------------- slow consumers
 
 def test_slow_consumer_is_dropped_and_resumes_from_history(start):
