@@ -1,8 +1,8 @@
 /* hub.c - channels, ids, history rings and delivery. */
 #include "hub.h"
 #include "buf.h"
+#include "json_text.h"
 
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,10 +34,24 @@ static int key_eq(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-void mw_msg_append_base64(struct mw_buf *out, const struct mw_msg *m)
+struct mw_shared *mw_msg_json_data(struct mw_msg *m)
 {
-    char *dst = mw_buf_reserve(out, 4 * ((m->len + 2) / 3) + 1);
-    out->len += (size_t)EVP_EncodeBlock((unsigned char *)dst, (const unsigned char *)m->data, (int)m->len);
+    struct mw_shared *enc = mw_msg_encoding(m, MW_ENC_JSON, NULL);
+    if (enc) return enc;
+    struct mw_buf b;
+    mw_buf_init(&b);
+    if (m->kind == MW_MSG_BINARY) {
+        /* base64 needs no escaping, and JSON text must be UTF-8 */
+        mw_buf_appendc(&b, '"');
+        mw_buf_append_base64(&b, m->data, m->len);
+        mw_buf_appendc(&b, '"');
+    } else {
+        mw_json_append_string(&b, m->data, m->len);
+    }
+    enc = mw_shared_new(b.data, b.len);
+    mw_buf_free(&b);
+    mw_msg_set_encoding(m, MW_ENC_JSON, NULL, enc);
+    return enc;
 }
 
 struct mw_shared *mw_msg_encoding(struct mw_msg *m, int tag, const char *key)

@@ -76,8 +76,8 @@ struct mw_channel {
 
 void mw_msg_ref(struct mw_msg *m);
 void mw_msg_unref(struct mw_msg *m);
-/* Appends the message's data as base64 (binary messages on text wires). */
-void mw_msg_append_base64(struct mw_buf *out, const struct mw_msg *m);
+/* The data as a JSON string literal (binary: base64), made once. */
+struct mw_shared *mw_msg_json_data(struct mw_msg *m);
 /* The cached encoding (tag, key), or NULL. */
 struct mw_shared *mw_msg_encoding(struct mw_msg *m, int tag, const char *key);
 /* Caches bytes as the encoding (tag, key); takes the caller's reference. */

@@ -35,6 +35,10 @@ void mw_lua_json_encode(lua_State *L, int idx);
 const char *mw_lua_json_encode_scratch(lua_State *L, int idx, size_t *len);
 /* Pushes the array metatable (mw.json.array_mt). */
 void mw_lua_push_array_mt(lua_State *L);
+/* Pushes the binary metatable (mw.json.binary_mt): a table with it whose
+ * kind is "binary" has its data encoded base64. */
+void mw_lua_push_binary_mt(lua_State *L);
+int mw_lua_is_binary_mt(lua_State *L, int idx);
 /* Decodes s; pushes the value, or nil and a message. */
 int mw_lua_json_decode(lua_State *L, const char *s, size_t len);
 

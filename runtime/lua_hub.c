@@ -14,7 +14,6 @@
 #include "deadline.h"
 #include "http.h"
 #include "hub.h"
-#include "json_text.h"
 #include "log.h"
 #include "lua_core.h"
 #include "lua_hub.h"
@@ -126,6 +125,11 @@ static void push_msg(lua_State *L, struct mw_msg *m)
     push_str(L, S_KIND);
     push_str(L, m->kind == MW_MSG_BINARY ? S_BINARY : S_TEXT);
     lua_rawset(L, -3);
+    if (m->kind == MW_MSG_BINARY) {
+        /* mw.json writes its data base64: JSON text is UTF-8 */
+        mw_lua_push_binary_mt(L);
+        lua_setmetatable(L, -2);
+    }
 }
 
 static void new_list(lua_State *L, int n)
@@ -210,31 +214,22 @@ struct mw_msg *const *mw_lua_hub_list_msgs(lua_State *L, int idx, size_t *n)
 }
 
 /* The message's data as a JSON string literal, made once. */
-static struct mw_shared *json_data(struct mw_msg *m)
-{
-    struct mw_shared *enc = mw_msg_encoding(m, MW_ENC_JSON, NULL);
-    if (enc) return enc;
-    struct mw_buf b;
-    mw_buf_init(&b);
-    mw_json_append_string(&b, m->data, m->len);
-    enc = mw_shared_new(b.data, b.len);
-    mw_buf_free(&b);
-    mw_msg_set_encoding(m, MW_ENC_JSON, NULL, enc);
-    return enc;
-}
-
 int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf *b)
 {
-    /* the table push_msg made, or what is left of it: no metatable, no
-     * key but id, data and kind, each holding the message's value. Each
-     * piece goes out as the encoder's own walk would write it, in the
+    /* the table push_msg made, or what is left of it: the metatable it
+     * got (binary messages: mw.json.binary_mt, so data goes out base64),
+     * no key but id, data and kind, each holding the message's value.
+     * Each piece goes out as the encoder's own walk would write it, in the
      * same (traversal) order, so the bytes are the same either way. */
     if (lua_type(L, idx) != LUA_TTABLE) return 0;
+    int marked = 0;
     if (lua_getmetatable(L, idx)) {
+        marked = mw_lua_is_binary_mt(L, -1);
         lua_pop(L, 1);
-        return 0;
+        if (!marked) return 0;
     }
-    struct mw_shared *data = json_data(m);
+    if (marked != (m->kind == MW_MSG_BINARY)) return 0;
+    struct mw_shared *data = mw_msg_json_data(m);
     /* room for all of it: {"id":<20>,"data":<data>,"kind":"binary"} */
     size_t mark = b->len;
     char *out = mw_buf_reserve(b, data->len + 64), *start = out;

@@ -6,7 +6,12 @@
  * Decoding is lua-cjson's; to tell its empty arrays from empty objects, each
  * `[]` is first rewritten to hold one string that valid UTF-8 input cannot
  * contain (an encoded surrogate, which cjson also refuses as an escape),
- * then swapped back for a marked empty table. */
+ * then swapped back for a marked empty table.
+ *
+ * JSON text is UTF-8, so strings that are not are refused. Bytes have one
+ * way in: a table with the binary metatable (mw.json.binary_mt, which hub
+ * messages of kind "binary" carry) whose `kind` is "binary" has its
+ * `data` written base64, as WebSocket envelopes and SSE events do. */
 #include "buf.h"
 #include "json_text.h"
 #include "lua_core.h"
@@ -28,6 +33,8 @@ static char decode_key; /* decode of our own cjson instance */
  * pointer. The registry keeps the table, so the address stays its own. */
 static _Thread_local int array_mt_ref = LUA_NOREF;
 static _Thread_local const void *array_mt;
+static _Thread_local int binary_mt_ref = LUA_NOREF;
+static _Thread_local const void *binary_mt;
 
 static void push_array_mt(lua_State *L)
 {
@@ -37,6 +44,16 @@ static void push_array_mt(lua_State *L)
 void mw_lua_push_array_mt(lua_State *L)
 {
     push_array_mt(L);
+}
+
+void mw_lua_push_binary_mt(lua_State *L)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, binary_mt_ref);
+}
+
+int mw_lua_is_binary_mt(lua_State *L, int idx)
+{
+    return lua_topointer(L, idx) == binary_mt;
 }
 
 /* ---------------------------------------------------------------- encode */
@@ -103,15 +120,31 @@ static lua_Integer sequence_len(lua_State *L, int idx)
 
 static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth);
 
+/* JSON text is UTF-8 (RFC 8259): bytes that are not would reach a browser
+ * as replacement characters, so they are refused here, loudly. */
+static void enc_string(lua_State *L, struct mw_buf *b, const char *s, size_t len)
+{
+    if (!mw_utf8_valid(s, len))
+        luaL_error(L, "mw.json: cannot encode a string that is not valid UTF-8 (encode bytes as base64 first)");
+    mw_json_append_string(b, s, len);
+}
+
 static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
 {
     if (depth > JSON_MAX_DEPTH) luaL_error(L, "mw.json: nested too deep (a cycle?)");
     luaL_checkstack(L, 6, "mw.json");
-    int is_array = 0;
+    int is_array = 0, binary = 0;
     lua_Integer n = 0;
     if (lua_getmetatable(L, idx)) {
-        is_array = lua_topointer(L, -1) == array_mt;
+        const void *mt = lua_topointer(L, -1);
         lua_pop(L, 1);
+        is_array = mt == array_mt;
+        if (mt == binary_mt) {
+            lua_pushliteral(L, "kind");
+            lua_rawget(L, idx);
+            binary = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "binary") == 0;
+            lua_pop(L, 1);
+        }
     }
     if (is_array) {
         n = (lua_Integer)lua_rawlen(L, idx);
@@ -146,7 +179,7 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
             if (!first) put_c(b, ',');
-            mw_json_append_string(b, k, kl);
+            enc_string(L, b, k, kl);
         } else if (kt == LUA_TNUMBER) {
             if (!first) put_c(b, ',');
             put_c(b, '"');
@@ -157,7 +190,16 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
         }
         first = 0;
         put_c(b, ':');
-        enc_value(L, b, lua_gettop(L), depth + 1);
+        if (binary && lua_type(L, -1) == LUA_TSTRING && kt == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -2), "data") == 0) {
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            put_c(b, '"');
+            mw_buf_append_base64(b, s, len);
+            put_c(b, '"');
+        } else {
+            enc_value(L, b, lua_gettop(L), depth + 1);
+        }
         lua_pop(L, 1);
     }
     put_c(b, '}');
@@ -177,7 +219,7 @@ static void enc_value(lua_State *L, struct mw_buf *b, int idx, int depth)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        mw_json_append_string(b, s, len);
+        enc_string(L, b, s, len);
         break;
     }
     case LUA_TTABLE: enc_table(L, b, idx, depth); break;
@@ -458,6 +500,12 @@ void mw_lua_open_json(lua_State *L)
     array_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.json.array_mt");
 
+    lua_newtable(L);
+    lua_pushliteral(L, "moonwire.json.binary");
+    lua_setfield(L, -2, "__name");
+    binary_mt = lua_topointer(L, -1);
+    binary_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
     /* An instance of our own (cjson.new), so strict settings do not change
      * the cjson an app may require: no NaN, Infinity, hex or leading zeros. */
     lua_getglobal(L, "require"); /* cjson is in package.preload */
@@ -476,6 +524,8 @@ void mw_lua_open_json(lua_State *L)
     luaL_newlib(L, funcs);
     push_array_mt(L);
     lua_setfield(L, -2, "array_mt");
+    mw_lua_push_binary_mt(L);
+    lua_setfield(L, -2, "binary_mt");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     lua_setfield(L, -2, "json");

@@ -624,17 +624,9 @@ static struct mw_shared *hub_frame(struct mw_msg *m, const char *channel, size_t
         mw_buf_appends(&j, "{\"channel\":");
         mw_json_append_string(&j, channel, clen);
         mw_buf_appendf(&j, ",\"id\":%llu,\"data\":", (unsigned long long)m->id);
-        if (m->kind == MW_MSG_BINARY) {
-            struct mw_buf b;
-            mw_buf_init(&b);
-            mw_msg_append_base64(&b, m);
-            mw_json_append_string(&j, b.data ? b.data : "", b.len);
-            mw_buf_free(&b);
-            mw_buf_appends(&j, ",\"kind\":\"binary\"}");
-        } else {
-            mw_json_append_string(&j, m->data, m->len);
-            mw_buf_appendc(&j, '}');
-        }
+        struct mw_shared *data = mw_msg_json_data(m);
+        mw_buf_append(&j, data->data, data->len);
+        mw_buf_appends(&j, m->kind == MW_MSG_BINARY ? ",\"kind\":\"binary\"}" : "}");
         f = mw_ws_make_frame(MW_WS_OP_TEXT, j.data, j.len, compress, pmd->server_window_bits);
         mw_buf_free(&j);
     } else {

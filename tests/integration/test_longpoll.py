@@ -4,6 +4,7 @@ client leaving while parked, `since` older than the history (oldest
 retained plus the missed count), 100 clients polling in loops while 300
 messages are published (each gets every message once, in order), and
 graceful shutdown. The app is tests/apps/longpoll/app.lua."""
+import base64
 import json
 import signal
 import socket
@@ -20,8 +21,9 @@ from sse_client import SSEClient
 APP = "longpoll/app.lua"
 
 
-def pub(srv, ch, data):
-    r = requests.post(f"{srv.url}/pub/{ch}", data=data, timeout=10)
+def pub(srv, ch, data, kind=None):
+    params = {"kind": kind} if kind else None
+    r = requests.post(f"{srv.url}/pub/{ch}", data=data, params=params, timeout=10)
     assert r.status_code == 200, r.text
     return r.json()["id"]
 
@@ -228,6 +230,29 @@ def test_text_messages_must_be_utf8(start):
     assert poll(srv, "u", since=0, timeout=0).text == "[]"  # nothing was published
     assert pub(srv, "u", "caf\u00e9".encode()) == 1
     assert poll(srv, "u", since=0, timeout=0).json() == [{"id": 1, "data": "caf\u00e9", "kind": "text"}]
+
+
+def test_binary_messages_arrive_base64_in_valid_json(start):
+    """JSON text is UTF-8: a binary message's data comes base64 (standard
+    alphabet, padded), with "kind": "binary", to a parked poll and from
+    the history alike; text beside it stays as it is."""
+    srv = start(APP)
+    raw = bytes(range(256))
+    p = Poller(srv, "bin", since=0, timeout=10)
+    wait_for(lambda: subscribers(srv, "bin") == 1, what="the poll parked")
+    assert pub(srv, "bin", raw, kind="binary") == 1
+    r = p.response()
+    r.content.decode("utf-8")  # strictly: raises on a byte that is not
+    assert r.json() == [{"id": 1, "data": base64.b64encode(raw).decode(), "kind": "binary"}]
+
+    assert pub(srv, "bin", "caf\u00e9".encode()) == 2
+    assert pub(srv, "bin", b"", kind="binary") == 3
+    r = poll(srv, "bin", since=0, timeout=0)
+    r.content.decode("utf-8")
+    got = r.json()
+    assert [base64.b64decode(m["data"]) if m["kind"] == "binary" else m["data"] for m in got] == \
+        [raw, "caf\u00e9", b""]
+    assert [m["kind"] for m in got] == ["binary", "text", "binary"]
 
 
 # ------------------------------------------------- 100 clients, 300 msgs

@@ -14,7 +14,7 @@ local texts = { "plain", 'quote " and \\ backslash', "line\nbreak\ttab\r\0nul", 
   ("0123456789"):rep(10), "", "forty-one bytes: a long string in Lua 5.4" }
 for _, s in ipairs(texts) do ch:publish(s) end
 local n = #texts
--- binary data goes out as is (not valid JSON text): only compared
+-- binary messages carry mw.json.binary_mt: their data goes out base64
 local bin = mw.channel("hubjson-bin")
 bin:publish("\0\1\255 raw", "binary")
 bin:publish("text beside", "text")
@@ -43,11 +43,47 @@ t.test("an untouched list encodes as its messages", function()
   for i, s in ipairs(texts) do t.eq(got[i], { id = i, data = s, kind = "text" }) end
 end)
 
+-- ch:history(0) with edit applied; checks that both ways refuse it
+local function refused(what, edit, from)
+  local list = (from or ch):history(0)
+  edit(list)
+  for _, way in ipairs { "fast", "slow" } do
+    local ok, err = pcall(json.encode, list)
+    t.ok(not ok and tostring(err):find("not valid UTF-8", 1, true), what .. " (" .. way .. "): " .. tostring(err))
+    other:history()
+  end
+end
+
 t.test("binary messages", function()
-  check("untouched", nil, nil, bin)
-  check("kind changed", function(l) l[1].kind = "text" end, nil, bin)
-  check("text kind changed", function(l) l[2].kind = "binary" end, nil, bin)
-  check("data changed", function(l) l[1].data = "\0\1\254 raw" end, nil, bin)
+  local got = check("untouched", nil, nil, bin)
+  t.eq(got, { { id = 1, data = "AAH/IHJhdw==", kind = "binary" }, { id = 2, data = "text beside", kind = "text" } })
+  t.eq(getmetatable(bin:history(0)[1]), json.binary_mt)
+  t.eq(getmetatable(bin:history(0)[2]), nil)
+  got = check("data changed", function(l) l[1].data = "\0\1\254 raw" end, nil, bin)
+  t.eq(got[1].data, "AAH+IHJhdw==")
+  got = check("data made text", function(l) l[1].data = "now text" end, nil, bin)
+  t.eq(got[1].data, "bm93IHRleHQ=")
+  got = check("text kind changed", function(l) l[2].kind = "binary" end, nil, bin)
+  t.eq(got[2], { id = 2, data = "text beside", kind = "binary" })
+  got = check("a field added", function(l) l[1].extra = 1 end, nil, bin)
+  t.eq(got[1], { id = 1, data = "AAH/IHJhdw==", kind = "binary", extra = 1 })
+  -- without the mark, or no longer binary, the bytes are just a string
+  refused("kind changed", function(l) l[1].kind = "text" end, bin)
+  refused("metatable removed", function(l) setmetatable(l[1], nil) end, bin)
+  refused("copied", function(l) l[1] = { id = 1, data = l[1].data, kind = "binary" } end, bin)
+end)
+
+t.test("strings that are not UTF-8 are refused", function()
+  for _, v in ipairs { "\255", { "\192\128" }, { k = "\237\160\128" }, { ["\255"] = 1 } } do
+    local ok, err = pcall(json.encode, v)
+    t.ok(not ok and tostring(err):find("not valid UTF-8", 1, true), tostring(err))
+  end
+  t.eq(json.encode { "caf\u{e9} \u{1F600}" }, '["caf\u{e9} \u{1F600}"]')
+  -- the mark is for tables that say kind = "binary"
+  t.eq(json.decode(json.encode(setmetatable({ data = "x", kind = "text" }, json.binary_mt))),
+    { data = "x", kind = "text" })
+  t.eq(json.decode(json.encode(setmetatable({ data = "\0\255", kind = "binary" }, json.binary_mt))),
+    { data = "AP8=", kind = "binary" })
 end)
 
 t.test("the cached encoding is reused and stays right", function()

@@ -34,8 +34,9 @@ app:get("/poll/:ch", function(req, res)
   res:json(list)
 end)
 
+-- POST /pub/:ch?kind=binary publishes the body as it is
 app:post("/pub/:ch", function(req, res)
-  res:json { id = channel(req.params.ch):publish(req:body()) }
+  res:json { id = channel(req.params.ch):publish(req:body(), req.query.kind) }
 end)
 
 -- n messages in one go: a parked poll gets them as one list
