@@ -717,9 +717,11 @@ static int res_get_header(lua_State *L)
     return 1;
 }
 
+/* A 204, 304 or 1xx has no content to describe: only a type the app set
+ * itself goes out with it. */
 static void default_type(struct mw_req *req, const char *ctype)
 {
-    if (!mw_response_get(&req->res, "content-type", NULL))
+    if (!mw_status_bodyless(req->res.status) && !mw_response_get(&req->res, "content-type", NULL))
         mw_response_add(&req->res, "Content-Type", 12, ctype, strlen(ctype), 1);
 }
 

@@ -316,6 +316,26 @@ def test_head_never_sends_a_body(srv, path, status):
     assert r2.body == b"n=1 v=1.1", f"bytes after the HEAD answer: {r2.raw!r}"
 
 
+@pytest.mark.parametrize("path,status,ctype", [
+    ("/nocontent", 204, None),
+    ("/nocontent/json", 204, None),
+    ("/notmodified", 304, None),
+    ("/notmodified/typed", 304, "text/css"),  # set by the app: kept
+])
+def test_bodyless_statuses_carry_no_default_type_or_length(srv, path, status, ctype):
+    """RFC 9110: no Content-Length on a 204 (nor a 304 of nothing), and no
+    body; a type describes content, so none is made up for them."""
+    c = RawConn(srv)
+    c.send(request("GET", path))
+    r = c.response(head_request=True)  # read the head only: no body may follow
+    assert r.status == status
+    assert r.header("Content-Type") == ctype, r.raw
+    assert r.header("Content-Length") is None, r.raw
+    assert r.header("Transfer-Encoding") is None, r.raw
+    c.send(request("GET", "/echo/1"))
+    assert c.response().body == b"n=1 v=1.1"
+
+
 # ---------------------------------------------------------- Date and Server
 
 def check_date_server(r):

@@ -55,6 +55,11 @@ app:get("/stream", function(req, res)
 end)
 
 app:get("/nocontent", function(req, res) res:status(204):send() end)
+app:get("/nocontent/json", function(req, res) res:status(204):json {} end)
+app:get("/notmodified", function(req, res) res:status(304):header("ETag", '"v1"'):send() end)
+app:get("/notmodified/typed", function(req, res)
+  res:status(304):header("Content-Type", "text/css"):send()
+end)
 
 app:get("/addr", function(req, res) res:send(req.remote_addr) end)
 
