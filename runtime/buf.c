@@ -1,7 +1,6 @@
 /* buf.c - growable byte buffer and checked allocation helpers. */
 #include "buf.h"
 
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,20 +100,6 @@ void mw_buf_appendf(struct mw_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     mw_buf_vappendf(b, fmt, ap);
     va_end(ap);
-}
-
-void mw_buf_append_base64(struct mw_buf *b, const void *data, size_t len)
-{
-    /* EVP_EncodeBlock counts in int: whole groups of three at a time */
-    enum { CHUNK = 3 << 20 };
-    const unsigned char *p = data;
-    do {
-        size_t n = len < CHUNK ? len : CHUNK;
-        char *dst = mw_buf_reserve(b, 4 * ((n + 2) / 3) + 1);
-        b->len += (size_t)EVP_EncodeBlock((unsigned char *)dst, p, (int)n);
-        p += n;
-        len -= n;
-    } while (len);
 }
 
 void mw_buf_consume(struct mw_buf *b, size_t n)

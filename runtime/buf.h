@@ -23,8 +23,6 @@ void mw_buf_appendc(struct mw_buf *b, char c);
 void mw_buf_appendf(struct mw_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void mw_buf_vappendf(struct mw_buf *b, const char *fmt, va_list ap);
-/* Appends data as base64 (standard alphabet, padded). */
-void mw_buf_append_base64(struct mw_buf *b, const void *data, size_t len);
 /* Drops the first n bytes, keeping the rest. */
 void mw_buf_consume(struct mw_buf *b, size_t n);
 /* Hands the memory to the caller and leaves the buffer empty. */

@@ -1,5 +1,6 @@
 /* hub.c - channels, ids, history rings and delivery. */
 #include "hub.h"
+#include "base64.h"
 #include "buf.h"
 #include "json_text.h"
 
@@ -43,7 +44,7 @@ struct mw_shared *mw_msg_json_data(struct mw_msg *m)
     if (m->kind == MW_MSG_BINARY) {
         /* base64 needs no escaping, and JSON text must be UTF-8 */
         mw_buf_appendc(&b, '"');
-        mw_buf_append_base64(&b, m->data, m->len);
+        mw_base64_append(&b, m->data, m->len);
         mw_buf_appendc(&b, '"');
     } else {
         mw_json_append_string(&b, m->data, m->len);

@@ -13,6 +13,7 @@
  * messages of kind "binary" carry) whose `kind` is "binary" has its
  * `data` written base64, as WebSocket envelopes and SSE events do. */
 #include "buf.h"
+#include "base64.h"
 #include "json_text.h"
 #include "lua_core.h"
 #include "lua_hub.h"
@@ -195,7 +196,7 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
             size_t len;
             const char *s = lua_tolstring(L, -1, &len);
             put_c(b, '"');
-            mw_buf_append_base64(b, s, len);
+            mw_base64_append(b, s, len);
             put_c(b, '"');
         } else {
             enc_value(L, b, lua_gettop(L), depth + 1);

@@ -4,6 +4,7 @@
  * timer, deadline.c), so ten thousand idle streams cost no timer of their
  * own. */
 #include "stream.h"
+#include "base64.h"
 #include "buf.h"
 #include "conn.h"
 #include "http.h"
@@ -110,7 +111,7 @@ static struct mw_shared *encode(struct mw_msg *m, const char *event)
     mw_buf_init(&b64);
     struct mw_sse_event ev = {.data = m->data, .data_len = m->len, .retry_ms = -1};
     if (m->kind == MW_MSG_BINARY) {
-        mw_buf_append_base64(&b64, m->data, m->len);
+        mw_base64_append(&b64, m->data, m->len);
         ev.data = b64.data ? b64.data : "";
         ev.data_len = b64.len;
     }
