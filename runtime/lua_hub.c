@@ -279,7 +279,7 @@ differs:
     return 0;
 }
 
-static long long opt_since(lua_State *L, int idx)
+long long mw_lua_opt_since(lua_State *L, int idx)
 {
     if (lua_isnoneornil(L, idx)) return -1;
     if (!lua_isinteger(L, idx) || lua_tointeger(L, idx) < 0)
@@ -347,7 +347,7 @@ static int ch_publish(lua_State *L)
 static int ch_history(lua_State *L)
 {
     struct mw_channel *ch = self_channel(L);
-    return push_history(L, ch, opt_since(L, 2));
+    return push_history(L, ch, mw_lua_opt_since(L, 2));
 }
 
 static int ch_last_id(lua_State *L)
@@ -454,7 +454,7 @@ static int ch_wait(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "since");
-        since = opt_since(L, -1);
+        since = mw_lua_opt_since(L, -1);
         lua_getfield(L, 2, "timeout");
         if (!lua_isnil(L, -1)) {
             timeout = luaL_checknumber(L, -1);

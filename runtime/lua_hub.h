@@ -25,10 +25,13 @@ struct mw_buf;
 /* If the table at idx is the list ch:wait or ch:history returned last,
  * its messages (*n of them, in the order they were listed), else NULL. */
 struct mw_msg *const *mw_lua_hub_list_msgs(lua_State *L, int idx, size_t *n);
-/* If the value at idx is still the table made for m (no metatable, no
- * keys but id, data and kind, holding m's values), appends what mw.json
+/* If the value at idx is still the table made for m (the metatable it
+ * got, no keys but id, data and kind, holding m's values), appends what mw.json
  * would write for it, from m's cached encoding, and returns 1. Else
  * appends nothing and returns 0. */
 int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf *b);
+/* A `since` argument or option at idx: -1 when nil, else an id >= 0
+ * (anything else raises). Pops nothing. */
+long long mw_lua_opt_since(lua_State *L, int idx);
 
 #endif

@@ -189,11 +189,7 @@ static int stream_subscribe(lua_State *L)
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "since");
-        if (!lua_isnil(L, -1)) {
-            lua_Integer v = luaL_checkinteger(L, -1);
-            luaL_argcheck(L, v >= 0, 3, "since must be an id >= 0");
-            since = v;
-        }
+        since = mw_lua_opt_since(L, -1);
         lua_getfield(L, 3, "event");
         if (!lua_isnil(L, -1)) {
             size_t len;

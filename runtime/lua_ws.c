@@ -679,11 +679,7 @@ static int ws_subscribe(lua_State *L)
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "since");
-        if (!lua_isnil(L, -1)) {
-            lua_Integer v = luaL_checkinteger(L, -1);
-            luaL_argcheck(L, v >= 0, 3, "since must be an id >= 0");
-            since = v;
-        }
+        since = mw_lua_opt_since(L, -1);
         lua_getfield(L, 3, "envelope");
         envelope = lua_toboolean(L, -1);
         lua_pop(L, 2);
