@@ -186,11 +186,12 @@ def test_refused_fields_raise_before_anything_is_queued(start):
     assert "an event needs data, event, id or retry" in got["empty"]
     assert "retry must be >= 0" in got["negative_retry"]
     assert "must not contain CR, LF or NUL" in got["subscribe_event_lf"]
+    assert "since must be a message id (an integer >= 0), got 1.5" in got["subscribe_since_fraction"]
     for name in ["huge", "negative", "nan"]:
         assert "heartbeat must be 0..86400 seconds" in got["heartbeat_" + name]
     assert b"accepted" not in c.body
     # the refused events left no bytes: every event on the wire is a report
-    assert len(c.parser.events) == 13
+    assert len(c.parser.events) == 14
 
 
 # ------------------------------------------------------------ heartbeats

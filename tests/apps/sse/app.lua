@@ -69,6 +69,8 @@ app:get("/bad/pcall", function(req, res)
   stream:send { event = "negative_retry", data = ok and "accepted" or tostring(err) }
   ok, err = pcall(stream.subscribe, stream, "c", { event = "a\nb" })
   stream:send { event = "subscribe_event_lf", data = ok and "accepted" or tostring(err) }
+  ok, err = pcall(stream.subscribe, stream, "c", { since = 1.5 })
+  stream:send { event = "subscribe_since_fraction", data = ok and "accepted" or tostring(err) }
   for name, hb in pairs { huge = 1e300, negative = -1, nan = 0 / 0 } do
     ok, err = pcall(res.sse, res, { heartbeat = hb })
     stream:send { event = "heartbeat_" .. name, data = ok and "accepted" or tostring(err) }
