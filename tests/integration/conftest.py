@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -151,6 +152,15 @@ def run_moonwire(*args, timeout=30, cwd=None):
     """Runs the binary to completion: (exit code, stdout, stderr)."""
     p = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
+
+
+def publish(srv, ch, data, kind=None):
+    """POST /pub/CH?kind=KIND with data as the body, as the SSE and
+    long-poll test apps take it; returns the message id."""
+    params = {"kind": kind} if kind else None
+    r = requests.post(f"{srv.url}/pub/{ch}", data=data, params=params, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
 
 
 def wait_for(cond, timeout=10, interval=0.02, what="condition"):

@@ -21,11 +21,7 @@ from sse_client import SSEClient
 APP = "longpoll/app.lua"
 
 
-def pub(srv, ch, data, kind=None):
-    params = {"kind": kind} if kind else None
-    r = requests.post(f"{srv.url}/pub/{ch}", data=data, params=params, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()["id"]
+pub = conftest.publish
 
 
 def stats(srv):

@@ -29,11 +29,7 @@ def line_of(text):
     raise AssertionError(f"{text!r} not in the app")
 
 
-def pub(srv, ch, data, kind=None):
-    params = {"kind": kind} if kind else None
-    r = requests.post(f"{srv.url}/pub/{ch}", data=data, params=params, timeout=10)
-    assert r.status_code == 200, r.text
-    return r.json()["id"]
+pub = conftest.publish
 
 
 def stats(srv):
