@@ -213,7 +213,6 @@ struct mw_msg *const *mw_lua_hub_list_msgs(lua_State *L, int idx, size_t *n)
     return last_list.msgs;
 }
 
-/* The message's data as a JSON string literal, made once. */
 int mw_lua_hub_encode_msg(lua_State *L, int idx, struct mw_msg *m, struct mw_buf *b)
 {
     /* the table push_msg made, or what is left of it: the metatable it

@@ -143,7 +143,9 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
         if (mt == binary_mt) {
             lua_pushliteral(L, "kind");
             lua_rawget(L, idx);
-            binary = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "binary") == 0;
+            size_t kl = 0;
+            const char *kind = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &kl) : NULL;
+            binary = kind && kl == 6 && memcmp(kind, "binary", 6) == 0;
             lua_pop(L, 1);
         }
     }
@@ -175,12 +177,13 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         /* stack: key, value */
-        int kt = lua_type(L, -2);
+        int kt = lua_type(L, -2), bytes = 0;
         if (kt == LUA_TSTRING) {
             size_t kl;
             const char *k = lua_tolstring(L, -2, &kl);
             if (!first) put_c(b, ',');
             enc_string(L, b, k, kl);
+            bytes = binary && kl == 4 && memcmp(k, "data", 4) == 0 && lua_type(L, -1) == LUA_TSTRING;
         } else if (kt == LUA_TNUMBER) {
             if (!first) put_c(b, ',');
             put_c(b, '"');
@@ -191,8 +194,7 @@ static void enc_table(lua_State *L, struct mw_buf *b, int idx, int depth)
         }
         first = 0;
         put_c(b, ':');
-        if (binary && lua_type(L, -1) == LUA_TSTRING && kt == LUA_TSTRING &&
-            strcmp(lua_tostring(L, -2), "data") == 0) {
+        if (bytes) {
             size_t len;
             const char *s = lua_tolstring(L, -1, &len);
             put_c(b, '"');

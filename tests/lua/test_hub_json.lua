@@ -84,6 +84,11 @@ t.test("strings that are not UTF-8 are refused", function()
     { data = "x", kind = "text" })
   t.eq(json.decode(json.encode(setmetatable({ data = "\0\255", kind = "binary" }, json.binary_mt))),
     { data = "AP8=", kind = "binary" })
+  -- exactly "binary" and exactly "data": a longer string with a NUL is not
+  for _, v in ipairs { { data = "\255", kind = "binary\0x" }, { ["data\0x"] = "\255", kind = "binary" } } do
+    local ok, err = pcall(json.encode, setmetatable(v, json.binary_mt))
+    t.ok(not ok and tostring(err):find("not valid UTF-8", 1, true), tostring(err))
+  end
 end)
 
 t.test("the cached encoding is reused and stays right", function()
