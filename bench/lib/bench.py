@@ -319,16 +319,13 @@ def cmd_http_report(args):
     p(hdr)
     p("-" * len(hdr))
 
-    def pct(x):
-        return "-" if x is None else f"{x * 100:.0f}%"
-
     for r in results:
         if r["status"] != "ok":
             p(f"{r['label']:<11} {r['mode']:<12} {r['status'].upper()}: {r['detail'] or ''}")
             continue
         p(f"{r['label']:<11} {r['mode']:<12} {_num(r['rps'], ',.0f'):>10} {_fmt_us(r['p99_us']):>9} "
-          f"{_num(r['cpu_us_per_req'], '.2f'):>10} {pct(r.get('server_cpu_util')):>7} "
-          f"{pct(r.get('client_cpu_util')):>7} {_num(r['requests'], ',d'):>10} {r['errors']:>6}")
+          f"{_num(r['cpu_us_per_req'], '.2f'):>10} {_pct(r.get('server_cpu_util')):>7} "
+          f"{_pct(r.get('client_cpu_util')):>7} {_num(r['requests'], ',d'):>10} {r['errors']:>6}")
     p()
     p("moonwire ratios (req/s: higher is better; CPU/req: lower is better)")
     for peer in ("nginx", "node"):
@@ -349,15 +346,15 @@ def cmd_http_report(args):
               f"(socket {r['socket_errors']}, non-2xx/3xx {r['non_2xx_3xx']})")
         if (r.get("client_cpu_util") or 0) >= 0.9:
             # One wrk thread on one core: past this point req/s measures wrk.
-            p(f"  NOTE: {r['label']} {r['mode']}: wrk used {pct(r['client_cpu_util'])} of its core; "
+            p(f"  NOTE: {r['label']} {r['mode']}: wrk used {_pct(r['client_cpu_util'])} of its core; "
               "req/s may be client-bound (a lower bound for the server)")
         for side, who in (("server_core", "server"), ("client_core", "wrk")):
             c = r.get(side) or {}
             if c.get("steal_frac", 0) > 0.02:
-                p(f"  NOTE: {r['label']} {r['mode']}: {pct(c['steal_frac'])} of the {who} core "
+                p(f"  NOTE: {r['label']} {r['mode']}: {_pct(c['steal_frac'])} of the {who} core "
                   "was stolen by the hypervisor")
             if c.get("other_frac", 0) > 0.05:
-                p(f"  NOTE: {r['label']} {r['mode']}: something else used {pct(c['other_frac'])} "
+                p(f"  NOTE: {r['label']} {r['mode']}: something else used {_pct(c['other_frac'])} "
                   f"of the {who} core; this run is disturbed, rerun on a quiet machine")
         if r.get("latency_note"):
             p(f"  NOTE: {r['label']} {r['mode']}: {r['latency_note']}")
@@ -391,12 +388,7 @@ def cmd_http_report(args):
         "ratios": ratios,
         "targets": targets,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    p(f"results written to {args.out}")
-    return 1 if any(r["status"] == "failed" for r in results) else 0
+    return _write_report(p, args.out, doc)
 
 
 # ------------------------------------------------------------------ push report
@@ -493,6 +485,99 @@ def _saturated(r):
     return busy >= 0.85
 
 
+# ------------------------------------------------- report pieces (push, ws)
+
+def _pct(x):
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def _print_fanout_table(p, rows):
+    """Fan-out runs (SSE, long poll, WebSocket): one line each."""
+    hdr = (f"{'server':<10} {'scenario':<17} {'deliv/s':>10} {'p50':>9} {'p99':>9} {'max':>9} "
+           f"{'lost':>5} {'dup':>4} {'ooo':>4} {'us/deliv':>8} {'srv CPU':>7} {'cli CPU':>7} {'run':>7}")
+    p(hdr)
+    p("-" * len(hdr))
+    for r in rows:
+        if r["status"] != "ok":
+            p(f"{r['label']:<10} {r['scenario']:<17} {r['status'].upper()}: {r['detail'] or ''}")
+            continue
+        p(f"{r['label']:<10} {r['scenario']:<17} {_num(r['delivery_rate'], ',.0f'):>10} "
+          f"{_fmt_us(r['latency_p50_us']):>9} {_fmt_us(r['latency_p99_us']):>9} "
+          f"{_fmt_us(r['latency_max_us']):>9} {_num(r['lost'], '.0f'):>5} {_num(r['duplicates'], '.0f'):>4} "
+          f"{_num(r['out_of_order'], '.0f'):>4} {_num(r.get('server_cpu_us_per_delivery'), '.2f'):>8} "
+          f"{_pct(r.get('server_cpu_util')):>7} {_pct(r.get('client_cpu_util')):>7} "
+          f"{_num(r['run_s'], '.2f'):>6}s")
+
+
+def _print_idle_table(p, rows, noun):
+    """Idle-connection runs: RSS before and after, bytes per connection."""
+    h2 = (f"{'server':<10} {noun + 's':>8} {'RSS before':>11} {'RSS after':>11} {'B/' + noun:>9} "
+          f"{'anon B/' + noun:>13}")
+    p(h2)
+    p("-" * len(h2))
+    for r in rows:
+        if r["status"] != "ok":
+            p(f"{r['label']:<10} {r['clients']:>8} {r['status'].upper()}: {r['detail'] or ''}")
+            continue
+        c = r["client"]
+        p(f"{r['label']:<10} {c['ready']:>8} {c['rss_before_kb']:>8} kB {c['rss_after_kb']:>8} kB "
+          f"{_num(r.get('bytes_per_conn'), ',.0f'):>9} {_num(r.get('anon_bytes_per_conn'), ',.0f'):>13}")
+
+
+def _print_targets(p, targets):
+    p()
+    p("targets")
+    for t in targets:
+        if t["value"] is None:
+            v = "-"
+        elif t["unit"] == "x":
+            v = f"x{t['value']:.2f}"
+        elif t["unit"] == "us":
+            v = _fmt_us(t["value"])
+        elif t["unit"] == "B":
+            v = f"{t['value']:,.0f} B"
+        else:
+            v = f"{t['value']:g}"
+        lim = {"x": f"x{t['limit']:g}", "us": _fmt_us(t["limit"]), "B": f"{t['limit']:,} B"}.get(t["unit"], f"{t['limit']:g}")
+        p(f"  [{t['status']:>4}] {t['description']:<64} (got {v}, need {t['op']} {lim})")
+        if t.get("note"):
+            p(f"         {t['note']}")
+
+
+def _print_run_notes(p, rows, figure, errors):
+    """Warnings and notes on runs that may mislead: errors, early closes,
+    a busy client (`figure` is what may be client-bound), a disturbed core.
+    errors(r, c) gives the error counts as text."""
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        c = r.get("client") or {}
+        if r.get("errors"):
+            p(f"  WARNING: {r['label']} {r['scenario']}: errors: {errors(c)}")
+        if r.get("closed_early"):
+            p(f"  WARNING: {r['label']} {r['scenario']}: {r['closed_early']} client connections closed early")
+        if (r.get("client_cpu_util") or 0) >= 0.9:
+            p(f"  NOTE: {r['label']} {r['scenario']}: the client used {_pct(r['client_cpu_util'])} of its core; "
+              f"{figure} may be client-bound (a lower bound for the server)")
+        for side, who in (("server_core", "server"), ("client_core", "client")):
+            cc = r.get(side) or {}
+            if cc.get("steal_frac", 0) > 0.02:
+                p(f"  NOTE: {r['label']} {r['scenario']}: {_pct(cc['steal_frac'])} of the {who} core "
+                  "was stolen by the hypervisor")
+            if cc.get("other_frac", 0) > 0.05 and (r.get("measured_s") or 0) >= 0.5:
+                p(f"  NOTE: {r['label']} {r['scenario']}: something else used {_pct(cc['other_frac'])} "
+                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+
+
+def _write_report(p, out, doc):
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    p(f"results written to {out}")
+    return 1 if any(r["status"] == "failed" for r in doc["results"]) else 0
+
+
 def cmd_push_report(args):
     env = os.environ
     clk_tck = int(env.get("CLK_TCK", "100"))
@@ -587,40 +672,14 @@ def cmd_push_report(args):
     p("deliv/s = messages received by all clients / (last receive - first publish); "
       "us/deliv = server CPU per delivered message;")
     p("srv CPU / cli CPU = CPU time of the server / of the client over the run's wall time")
-    hdr = (f"{'server':<10} {'scenario':<17} {'deliv/s':>10} {'p50':>9} {'p99':>9} {'max':>9} "
-           f"{'lost':>5} {'dup':>4} {'ooo':>4} {'us/deliv':>8} {'srv CPU':>7} {'cli CPU':>7} {'run':>7}")
     pr = [r for r in results if r["kind"] != "idle"]
     if pr:
-        p(hdr)
-        p("-" * len(hdr))
-
-    def pct(x):
-        return "-" if x is None else f"{x * 100:.0f}%"
-
-    for r in pr:
-        if r["status"] != "ok":
-            p(f"{r['label']:<10} {r['scenario']:<17} {r['status'].upper()}: {r['detail'] or ''}")
-            continue
-        p(f"{r['label']:<10} {r['scenario']:<17} {_num(r['delivery_rate'], ',.0f'):>10} "
-          f"{_fmt_us(r['latency_p50_us']):>9} {_fmt_us(r['latency_p99_us']):>9} "
-          f"{_fmt_us(r['latency_max_us']):>9} {_num(r['lost'], '.0f'):>5} {_num(r['duplicates'], '.0f'):>4} "
-          f"{_num(r['out_of_order'], '.0f'):>4} {_num(r.get('server_cpu_us_per_delivery'), '.2f'):>8} "
-          f"{pct(r.get('server_cpu_util')):>7} {pct(r.get('client_cpu_util')):>7} "
-          f"{_num(r['run_s'], '.2f'):>6}s")
+        _print_fanout_table(p, pr)
     idle = [r for r in results if r["kind"] == "idle"]
     if idle:
         p()
         p("Idle SSE streams: server RSS (VmRSS) after opening N streams minus before, / N")
-        h2 = f"{'server':<10} {'streams':>8} {'RSS before':>11} {'RSS after':>11} {'B/stream':>9} {'anon B/stream':>13}"
-        p(h2)
-        p("-" * len(h2))
-        for r in idle:
-            if r["status"] != "ok":
-                p(f"{r['label']:<10} {r['clients']:>8} {r['status'].upper()}: {r['detail'] or ''}")
-                continue
-            c = r["client"]
-            p(f"{r['label']:<10} {c['ready']:>8} {c['rss_before_kb']:>8} kB {c['rss_after_kb']:>8} kB "
-              f"{_num(r.get('bytes_per_conn'), ',.0f'):>9} {_num(r.get('anon_bytes_per_conn'), ',.0f'):>13}")
+        _print_idle_table(p, idle, "stream")
     if ratios:
         p()
         p("moonwire / Node")
@@ -628,44 +687,10 @@ def cmd_push_report(args):
             p(f"  {sc:<17} delivery rate x{_num(rr['delivery_rate'], '.2f'):<6} "
               f"server CPU per delivery x{_num(rr['server_cpu_per_delivery'], '.2f'):<6} "
               f"p99 x{_num(rr['p99'], '.2f')}")
-    p()
-    p("targets")
-    for t in targets:
-        if t["value"] is None:
-            v = "-"
-        elif t["unit"] == "x":
-            v = f"x{t['value']:.2f}"
-        elif t["unit"] == "us":
-            v = _fmt_us(t["value"])
-        elif t["unit"] == "B":
-            v = f"{t['value']:,.0f} B"
-        else:
-            v = f"{t['value']:g}"
-        lim = {"x": f"x{t['limit']:g}", "us": _fmt_us(t["limit"]), "B": f"{t['limit']:,} B"}.get(t["unit"], f"{t['limit']:g}")
-        line = f"  [{t['status']:>4}] {t['description']:<64} (got {v}, need {t['op']} {lim})"
-        p(line)
-        if t.get("note"):
-            p(f"         {t['note']}")
-    for r in pr:
-        if r["status"] != "ok":
-            continue
-        if r.get("errors"):
-            c = r["client"]
-            p(f"  WARNING: {r['label']} {r['scenario']}: errors: connect {c.get('connect_errors')}, "
-              f"http {c.get('http_errors')}, parse {c.get('parse_errors')}, publish {c.get('publish_errors')}")
-        if r.get("closed_early"):
-            p(f"  WARNING: {r['label']} {r['scenario']}: {r['closed_early']} client connections closed early")
-        if (r.get("client_cpu_util") or 0) >= 0.9:
-            p(f"  NOTE: {r['label']} {r['scenario']}: the client used {pct(r['client_cpu_util'])} of its core; "
-              "the delivery rate may be client-bound (a lower bound for the server)")
-        for side, who in (("server_core", "server"), ("client_core", "client")):
-            cc = r.get(side) or {}
-            if cc.get("steal_frac", 0) > 0.02:
-                p(f"  NOTE: {r['label']} {r['scenario']}: {pct(cc['steal_frac'])} of the {who} core "
-                  "was stolen by the hypervisor")
-            if cc.get("other_frac", 0) > 0.05 and (r.get("measured_s") or 0) >= 0.5:
-                p(f"  NOTE: {r['label']} {r['scenario']}: something else used {pct(cc['other_frac'])} "
-                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+    _print_targets(p, targets)
+    _print_run_notes(p, pr, "the delivery rate", lambda c: (
+        f"connect {c.get('connect_errors')}, http {c.get('http_errors')}, parse {c.get('parse_errors')}, "
+        f"publish {c.get('publish_errors')}"))
     p()
 
     doc = {
@@ -694,12 +719,7 @@ def cmd_push_report(args):
         "ratios": ratios,
         "targets": targets,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    p(f"results written to {args.out}")
-    return 1 if any(r["status"] == "failed" for r in results) else 0
+    return _write_report(p, args.out, doc)
 
 
 # ---------------------------------------------------------------- ws section
@@ -839,10 +859,6 @@ def cmd_ws_report(args):
                    note=f"Node ws: {nd:,.0f} B per connection" if nd is not None else None)
 
     p = print
-
-    def pct(x):
-        return "-" if x is None else f"{x * 100:.0f}%"
-
     p()
     p(f"WebSocket: server on CPU {env.get('BENCH_SERVER_CPU')}, client (bench/client/pushload.c) on CPU "
       f"{env.get('BENCH_CLIENT_CPU')}; Node {env.get('V_NODE')} + ws {env.get('V_NODE_WS')}, one process")
@@ -860,8 +876,8 @@ def cmd_ws_report(args):
                 continue
             p(f"{r['label']:<10} {_num(r['roundtrips_per_s'], ',.0f'):>14} {_fmt_us(r['latency_p50_us']):>9} "
               f"{_fmt_us(r['latency_p99_us']):>9} {_fmt_us(r['latency_max_us']):>9} "
-              f"{_num(r.get('server_cpu_us_per_roundtrip'), '.2f'):>7} {pct(r.get('server_cpu_util')):>7} "
-              f"{pct(r.get('client_cpu_util')):>7}")
+              f"{_num(r.get('server_cpu_us_per_roundtrip'), '.2f'):>7} {_pct(r.get('server_cpu_util')):>7} "
+              f"{_pct(r.get('client_cpu_util')):>7}")
     fan = [r for r in results if r["kind"] == "ws"]
     if fan:
         p()
@@ -870,34 +886,12 @@ def cmd_ws_report(args):
           "to N WebSocket subscribers;")
         p("latency = publish request written -> frame parsed at the client; "
           "deliv/s = messages received by all clients / (last receive - first publish)")
-        h = (f"{'server':<10} {'scenario':<17} {'deliv/s':>10} {'p50':>9} {'p99':>9} {'max':>9} "
-             f"{'lost':>5} {'dup':>4} {'ooo':>4} {'us/deliv':>8} {'srv CPU':>7} {'cli CPU':>7} {'run':>7}")
-        p(h)
-        p("-" * len(h))
-        for r in fan:
-            if r["status"] != "ok":
-                p(f"{r['label']:<10} {r['scenario']:<17} {r['status'].upper()}: {r['detail'] or ''}")
-                continue
-            p(f"{r['label']:<10} {r['scenario']:<17} {_num(r['delivery_rate'], ',.0f'):>10} "
-              f"{_fmt_us(r['latency_p50_us']):>9} {_fmt_us(r['latency_p99_us']):>9} "
-              f"{_fmt_us(r['latency_max_us']):>9} {_num(r['lost'], '.0f'):>5} {_num(r['duplicates'], '.0f'):>4} "
-              f"{_num(r['out_of_order'], '.0f'):>4} {_num(r.get('server_cpu_us_per_delivery'), '.2f'):>8} "
-              f"{pct(r.get('server_cpu_util')):>7} {pct(r.get('client_cpu_util')):>7} "
-              f"{_num(r['run_s'], '.2f'):>6}s")
+        _print_fanout_table(p, fan)
     idle = [r for r in results if r["kind"] == "ws-idle"]
     if idle:
         p()
         p("Idle WebSockets (each subscribed to one channel): server VmRSS after opening N more minus before, / N")
-        h2 = f"{'server':<10} {'sockets':>8} {'RSS before':>11} {'RSS after':>11} {'B/socket':>9} {'anon B/socket':>13}"
-        p(h2)
-        p("-" * len(h2))
-        for r in idle:
-            if r["status"] != "ok":
-                p(f"{r['label']:<10} {r['clients']:>8} {r['status'].upper()}: {r['detail'] or ''}")
-                continue
-            c = r["client"]
-            p(f"{r['label']:<10} {c['ready']:>8} {c['rss_before_kb']:>8} kB {c['rss_after_kb']:>8} kB "
-              f"{_num(r.get('bytes_per_conn'), ',.0f'):>9} {_num(r.get('anon_bytes_per_conn'), ',.0f'):>13}")
+        _print_idle_table(p, idle, "socket")
         mwb = g("moonwire", idle[0]["scenario"], "bytes_per_conn")
         ndb = g("node", idle[0]["scenario"], "bytes_per_conn")
         if mwb and ndb:
@@ -907,42 +901,10 @@ def cmd_ws_report(args):
         p("moonwire / Node ws")
         for sc, rr in ratios.items():
             p("  " + f"{sc:<17} " + "  ".join(f"{k} x{_num(v, '.2f')}" for k, v in rr.items()))
-    p()
-    p("targets")
-    for t in targets:
-        if t["value"] is None:
-            v = "-"
-        elif t["unit"] == "x":
-            v = f"x{t['value']:.2f}"
-        elif t["unit"] == "B":
-            v = f"{t['value']:,.0f} B"
-        else:
-            v = f"{t['value']:g}"
-        lim = {"x": f"x{t['limit']:g}", "B": f"{t['limit']:,} B"}.get(t["unit"], f"{t['limit']:g}")
-        p(f"  [{t['status']:>4}] {t['description']:<64} (got {v}, need {t['op']} {lim})")
-        if t.get("note"):
-            p(f"         {t['note']}")
-    for r in results:
-        if r["status"] != "ok":
-            continue
-        c = r.get("client") or {}
-        if r.get("errors"):
-            p(f"  WARNING: {r['label']} {r['scenario']}: errors: connect {c.get('connect_errors')}, "
-              f"http {c.get('http_errors')}, parse {c.get('parse_errors')}, "
-              f"publish {c.get('publish_errors')}, bad echoes {c.get('bad_echoes')}")
-        if r.get("closed_early"):
-            p(f"  WARNING: {r['label']} {r['scenario']}: {r['closed_early']} client connections closed early")
-        if (r.get("client_cpu_util") or 0) >= 0.9:
-            p(f"  NOTE: {r['label']} {r['scenario']}: the client used {pct(r['client_cpu_util'])} of its core; "
-              "the figure may be client-bound (a lower bound for the server)")
-        for side, who in (("server_core", "server"), ("client_core", "client")):
-            cc = r.get(side) or {}
-            if cc.get("steal_frac", 0) > 0.02:
-                p(f"  NOTE: {r['label']} {r['scenario']}: {pct(cc['steal_frac'])} of the {who} core "
-                  "was stolen by the hypervisor")
-            if cc.get("other_frac", 0) > 0.05 and (r.get("measured_s") or 0) >= 0.5:
-                p(f"  NOTE: {r['label']} {r['scenario']}: something else used {pct(cc['other_frac'])} "
-                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+    _print_targets(p, targets)
+    _print_run_notes(p, results, "the figure", lambda c: (
+        f"connect {c.get('connect_errors')}, http {c.get('http_errors')}, parse {c.get('parse_errors')}, "
+        f"publish {c.get('publish_errors')}, bad echoes {c.get('bad_echoes')}"))
     p()
     doc = {
         "benchmark": "ws",
@@ -970,12 +932,7 @@ def cmd_ws_report(args):
         "ratios": ratios,
         "targets": targets,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    p(f"results written to {args.out}")
-    return 1 if any(r["status"] == "failed" for r in results) else 0
+    return _write_report(p, args.out, doc)
 
 
 def _cpu_model():
