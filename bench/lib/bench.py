@@ -348,14 +348,7 @@ def cmd_http_report(args):
             # One wrk thread on one core: past this point req/s measures wrk.
             p(f"  NOTE: {r['label']} {r['mode']}: wrk used {_pct(r['client_cpu_util'])} of its core; "
               "req/s may be client-bound (a lower bound for the server)")
-        for side, who in (("server_core", "server"), ("client_core", "wrk")):
-            c = r.get(side) or {}
-            if c.get("steal_frac", 0) > 0.02:
-                p(f"  NOTE: {r['label']} {r['mode']}: {_pct(c['steal_frac'])} of the {who} core "
-                  "was stolen by the hypervisor")
-            if c.get("other_frac", 0) > 0.05:
-                p(f"  NOTE: {r['label']} {r['mode']}: something else used {_pct(c['other_frac'])} "
-                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+        _print_core_notes(p, f"{r['label']} {r['mode']}", r, "wrk")
         if r.get("latency_note"):
             p(f"  NOTE: {r['label']} {r['mode']}: {r['latency_note']}")
     p()
@@ -491,6 +484,18 @@ def _pct(x):
     return "-" if x is None else f"{x * 100:.0f}%"
 
 
+def _print_core_notes(p, tag, r, client, disturbed=True):
+    """Notes on the two cores a run used: time the hypervisor stole, and
+    (when `disturbed` may be judged) time other processes took."""
+    for side, who in (("server_core", "server"), ("client_core", client)):
+        cc = r.get(side) or {}
+        if cc.get("steal_frac", 0) > 0.02:
+            p(f"  NOTE: {tag}: {_pct(cc['steal_frac'])} of the {who} core was stolen by the hypervisor")
+        if cc.get("other_frac", 0) > 0.05 and disturbed:
+            p(f"  NOTE: {tag}: something else used {_pct(cc['other_frac'])} "
+              f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+
+
 def _print_fanout_table(p, rows):
     """Fan-out runs (SSE, long poll, WebSocket): one line each."""
     hdr = (f"{'server':<10} {'scenario':<17} {'deliv/s':>10} {'p50':>9} {'p99':>9} {'max':>9} "
@@ -559,14 +564,9 @@ def _print_run_notes(p, rows, figure, errors):
         if (r.get("client_cpu_util") or 0) >= 0.9:
             p(f"  NOTE: {r['label']} {r['scenario']}: the client used {_pct(r['client_cpu_util'])} of its core; "
               f"{figure} may be client-bound (a lower bound for the server)")
-        for side, who in (("server_core", "server"), ("client_core", "client")):
-            cc = r.get(side) or {}
-            if cc.get("steal_frac", 0) > 0.02:
-                p(f"  NOTE: {r['label']} {r['scenario']}: {_pct(cc['steal_frac'])} of the {who} core "
-                  "was stolen by the hypervisor")
-            if cc.get("other_frac", 0) > 0.05 and (r.get("measured_s") or 0) >= 0.5:
-                p(f"  NOTE: {r['label']} {r['scenario']}: something else used {_pct(cc['other_frac'])} "
-                  f"of the {who} core; this run is disturbed, rerun on a quiet machine")
+        # runs shorter than half a second are too short to call disturbed
+        _print_core_notes(p, f"{r['label']} {r['scenario']}", r, "client",
+                          disturbed=(r.get("measured_s") or 0) >= 0.5)
 
 
 def _write_report(p, out, doc):
